@@ -1,0 +1,185 @@
+import { parseArgs } from "node:util"
+import { Data, Either, Schema } from "effect"
+import { ScenarioType } from "../../src/domain/Scenario.ts"
+
+/** A command line that cannot be run as given: exit status 64 with usage. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+export const usage = `Usage: scenario-scheduler <command> [options]
+
+Commands:
+  migrate                      apply the migrations in supabase/migrations
+  seed                         fill an empty database with a demo population
+      --mentors N              how many mentors (default 600)
+      --random-seed S          seed for the generator (default 42)
+      --now ISO                date the demo is built around (default: now)
+  run                          run the scheduler once
+      --now ISO                judge scenarios as of this moment (default: now)
+      --dry-run                judge and count, but claim, send and write nothing
+      --budget-ms N            stop starting pages after N ms (default 25000)
+      --page-size N            mentors per page (default 500)
+      --scenarios LIST         comma-separated: inactivity,milestone,expiry (default all)
+  demo                         migrate, seed an empty database, then run (what npm start does)
+
+Options for every command:
+  --database-url URL           a Postgres URL (or DATABASE_URL); without either, the embedded
+                               database in ./.scenario-scheduler/ is used
+  -h, --help                   show this text
+
+Exit status: 0 completed, 2 partial, 1 failed, 64 bad usage.
+`
+
+export interface RunFlags {
+  readonly now?: Date | undefined
+  readonly dryRun: boolean
+  readonly budgetMs?: number | undefined
+  readonly pageSize?: number | undefined
+  readonly scenarios?: ReadonlyArray<ScenarioType> | undefined
+}
+
+export interface SeedFlags {
+  readonly mentors: number
+  readonly randomSeed: number
+  readonly now?: Date | undefined
+}
+
+export type Command =
+  | { readonly _tag: "help" }
+  | { readonly _tag: "migrate"; readonly databaseUrl?: string | undefined }
+  | { readonly _tag: "seed"; readonly databaseUrl?: string | undefined; readonly seed: SeedFlags }
+  | { readonly _tag: "run"; readonly databaseUrl?: string | undefined; readonly run: RunFlags }
+  | {
+      readonly _tag: "demo"
+      readonly databaseUrl?: string | undefined
+      readonly seed: SeedFlags
+      readonly run: RunFlags
+    }
+
+const optionsByCommand = {
+  migrate: [],
+  seed: ["mentors", "random-seed", "now"],
+  run: ["now", "dry-run", "budget-ms", "page-size", "scenarios"],
+  demo: ["mentors", "random-seed", "now", "dry-run", "budget-ms", "page-size", "scenarios"]
+} as const
+
+type CommandName = keyof typeof optionsByCommand
+
+const allOptions = {
+  "database-url": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  mentors: { type: "string" },
+  "random-seed": { type: "string" },
+  now: { type: "string" },
+  "dry-run": { type: "boolean" },
+  "budget-ms": { type: "string" },
+  "page-size": { type: "string" },
+  scenarios: { type: "string" }
+} as const
+
+/** An ISO-8601 moment with an explicit date; `Date.parse` alone would accept far too much. */
+const IsoMoment = Schema.String.pipe(
+  Schema.pattern(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/),
+  Schema.compose(Schema.Date)
+)
+
+const PositiveInteger = (max: number) => Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, max))
+
+const ScenarioListFromString = Schema.transform(Schema.String, Schema.Array(Schema.String), {
+  strict: true,
+  decode: (text) => text.split(",").map((part) => part.trim()),
+  encode: (parts) => parts.join(",")
+}).pipe(Schema.compose(Schema.NonEmptyArray(ScenarioType)))
+
+const decodeFlag = <A>(name: string, schema: Schema.Schema<A, string>, value: string | undefined, hint: string) => {
+  if (value === undefined) return undefined
+  return Either.getOrThrowWith(
+    Schema.decodeEither(schema)(value),
+    () => new UsageError({ message: `--${name} ${hint}` })
+  )
+}
+
+const isCommand = (name: string | undefined): name is CommandName => name !== undefined && name in optionsByCommand
+
+const checkOptionsBelong = (command: CommandName, values: Record<string, unknown>) => {
+  const allowed: ReadonlyArray<string> = [...optionsByCommand[command], "database-url", "help"]
+  const stray = Object.keys(values).find((name) => !allowed.includes(name))
+  if (stray !== undefined) throw new UsageError({ message: `--${stray} is not an option of ${command}` })
+}
+
+type Values = ReturnType<typeof parseValues>
+
+const parseValues = (argv: ReadonlyArray<string>) =>
+  parseArgs({ args: [...argv], options: allOptions, allowPositionals: true, strict: true })
+
+const runFlags = (values: Values["values"]): RunFlags => ({
+  now: decodeFlag("now", IsoMoment, values.now, "must be an ISO-8601 date or timestamp, e.g. 2026-12-04T06:00:00Z"),
+  dryRun: values["dry-run"] ?? false,
+  budgetMs: decodeFlag(
+    "budget-ms",
+    PositiveInteger(3_600_000),
+    values["budget-ms"],
+    "must be a whole number of ms from 1 to 3600000"
+  ),
+  pageSize: decodeFlag(
+    "page-size",
+    PositiveInteger(10_000),
+    values["page-size"],
+    "must be a whole number from 1 to 10000"
+  ),
+  scenarios: decodeFlag(
+    "scenarios",
+    ScenarioListFromString,
+    values.scenarios,
+    "must list scenarios from inactivity,milestone,expiry"
+  )
+})
+
+const seedFlags = (values: Values["values"]): SeedFlags => ({
+  mentors:
+    decodeFlag("mentors", PositiveInteger(1_000_000), values.mentors, "must be a whole number from 1 to 1000000") ??
+    600,
+  randomSeed:
+    decodeFlag(
+      "random-seed",
+      Schema.NumberFromString.pipe(Schema.int()),
+      values["random-seed"],
+      "must be a whole number"
+    ) ?? 42,
+  now: decodeFlag("now", IsoMoment, values.now, "must be an ISO-8601 date or timestamp, e.g. 2026-12-04T06:00:00Z")
+})
+
+const toCommand = (name: CommandName, values: Values["values"]): Command => {
+  const databaseUrl = values["database-url"]
+  switch (name) {
+    case "migrate":
+      return { _tag: "migrate", databaseUrl }
+    case "seed":
+      return { _tag: "seed", databaseUrl, seed: seedFlags(values) }
+    case "run":
+      return { _tag: "run", databaseUrl, run: runFlags(values) }
+    case "demo":
+      return { _tag: "demo", databaseUrl, seed: seedFlags(values), run: runFlags(values) }
+  }
+}
+
+/** Reads the command line; anything it cannot make sense of is a UsageError, never a guess. */
+export const parseCommand = (argv: ReadonlyArray<string>): Either.Either<Command, UsageError> =>
+  Either.try({
+    try: () => {
+      const { values, positionals } = parseValues(argv)
+      if (values.help) return { _tag: "help" } as const
+
+      const [name, ...extra] = positionals
+      if (!isCommand(name)) {
+        throw new UsageError({ message: name === undefined ? "a command is required" : `unknown command: ${name}` })
+      }
+      if (extra.length > 0) throw new UsageError({ message: `unexpected argument: ${extra[0]}` })
+
+      checkOptionsBelong(name, values)
+      return toCommand(name, values)
+    },
+    catch: (error) =>
+      error instanceof UsageError
+        ? error
+        : new UsageError({ message: error instanceof Error ? error.message : "the command line cannot be read" })
+  })

@@ -1,0 +1,139 @@
+import { randomUUID } from "node:crypto"
+import { Cause, Effect, Either, Exit, Fiber, Layer, Option } from "effect"
+import type { SchedulerError } from "../../src/domain/Errors.ts"
+import { allScenarioTypes } from "../../src/domain/Scenario.ts"
+import { type RunSummary, runScheduler } from "../../src/program/Scheduler.ts"
+import * as Logger from "../../src/services/Logger.ts"
+import { migrate } from "../../src/services/Migrations.ts"
+import * as OutboxProvider from "../../src/services/OutboxProvider.ts"
+import { logLevel, runSettings } from "../../src/services/SchedulerConfig.ts"
+import * as SqlStore from "../../src/services/SqlStore.ts"
+import { type Command, parseCommand, type RunFlags, type SeedFlags, UsageError, usage } from "./Args.ts"
+import { databaseLayer, outboxPath, redactedUrl } from "./Database.ts"
+import { isDatabaseEmpty, seed } from "./Seed.ts"
+
+export const exitCodes = { completed: 0, partial: 2, failed: 1, skipped: 0, usage: 64 } as const
+
+const databaseUrlOf = (command: Command) =>
+  redactedUrl(("databaseUrl" in command ? command.databaseUrl : undefined) ?? process.env.DATABASE_URL)
+
+const runCommand = (databaseUrl: ReturnType<typeof redactedUrl>, flags: RunFlags) =>
+  Effect.gen(function* () {
+    const settings = yield* runSettings
+    const services = SqlStore.layer.pipe(
+      Layer.provide(databaseLayer(databaseUrl)),
+      Layer.merge(OutboxProvider.layer(outboxPath)),
+      Layer.mapError((error): SchedulerError => error)
+    )
+
+    const summary: RunSummary = yield* runScheduler(
+      {
+        invocationId: randomUUID(),
+        now: flags.now,
+        scenarios: flags.scenarios ?? allScenarioTypes,
+        budgetMs: flags.budgetMs ?? settings.budgetMs,
+        pageSize: flags.pageSize ?? settings.pageSize,
+        dryRun: flags.dryRun,
+        dispatchConcurrency: settings.dispatchConcurrency,
+        maxDetailLines: settings.maxDetailLines
+      },
+      services
+    )
+    return exitCodes[summary.outcome]
+  })
+
+const seedCommand = (databaseUrl: ReturnType<typeof redactedUrl>, flags: SeedFlags, onlyIfEmpty: boolean) =>
+  Effect.gen(function* () {
+    const empty = yield* isDatabaseEmpty
+    if (!empty) {
+      yield* Logger.logEvent(onlyIfEmpty ? "info" : "error", "seed_skipped", { reason: "database_not_empty" })
+      return onlyIfEmpty ? exitCodes.completed : exitCodes.failed
+    }
+
+    const summary = yield* seed({ mentors: flags.mentors, randomSeed: flags.randomSeed, now: flags.now ?? new Date() })
+    yield* Logger.logEvent("info", "seed_completed", { ...summary })
+    return exitCodes.completed
+  }).pipe(Effect.provide(databaseLayer(databaseUrl)))
+
+const migrateCommand = (databaseUrl: ReturnType<typeof redactedUrl>) =>
+  migrate.pipe(
+    Effect.tap((applied) => Logger.logEvent("info", "migrations_applied", { applied })),
+    Effect.as(exitCodes.completed),
+    Effect.provide(databaseLayer(databaseUrl))
+  )
+
+const commandEffect = (command: Exclude<Command, { _tag: "help" }>) => {
+  const databaseUrl = databaseUrlOf(command)
+  switch (command._tag) {
+    case "migrate":
+      return migrateCommand(databaseUrl)
+    case "seed":
+      return seedCommand(databaseUrl, command.seed, false)
+    case "run":
+      return runCommand(databaseUrl, command.run)
+    case "demo":
+      return Effect.gen(function* () {
+        yield* migrateCommand(databaseUrl)
+        yield* seedCommand(databaseUrl, command.seed, true)
+        return yield* runCommand(databaseUrl, command.run)
+      })
+  }
+}
+
+/** Commands other than `run` report their own failure in one structured line. */
+const reportFailure = (cause: Cause.Cause<unknown>) => {
+  const failure = Cause.squash(cause)
+  return Logger.logEvent("error", "command_failed", {
+    error_type:
+      typeof failure === "object" && failure !== null && "_tag" in failure ? String(failure._tag) : "unexpected",
+    error_message: failure instanceof Error ? failure.message : String(failure)
+  })
+}
+
+const writeUsage = (message: string | undefined) => {
+  process.stderr.write(`${message ? `scenario-scheduler: ${message}\n\n` : ""}${usage}`)
+}
+
+const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const parsed = parseCommand(argv)
+  if (Either.isLeft(parsed)) {
+    writeUsage(parsed.left.message)
+    return exitCodes.usage
+  }
+  if (parsed.right._tag === "help") {
+    writeUsage(undefined)
+    return exitCodes.completed
+  }
+
+  const program = Effect.gen(function* () {
+    const level = yield* logLevel
+    return yield* commandEffect(parsed.right as Exclude<Command, { _tag: "help" }>).pipe(
+      Effect.tapErrorCause(reportFailure),
+      Effect.catchAllCause(() => Effect.succeed(exitCodes.failed)),
+      Effect.provide(Logger.layer({ minimumLevel: level }))
+    )
+  }).pipe(
+    // Settings from the environment that do not parse are a usage error, like a bad flag.
+    Effect.catchTag("ConfigError", (error) => Effect.fail(new UsageError({ message: String(error) })))
+  )
+
+  const fiber = Effect.runFork(program)
+  const interrupt = () => Effect.runFork(Fiber.interrupt(fiber))
+  process.once("SIGINT", interrupt)
+  process.once("SIGTERM", interrupt)
+
+  const exit = await Effect.runPromise(Fiber.await(fiber))
+  return Exit.match(exit, {
+    onSuccess: (code) => code,
+    onFailure: (cause) => {
+      const usageError = Option.getOrUndefined(Cause.failureOption(cause))
+      if (usageError instanceof UsageError) {
+        writeUsage(usageError.message)
+        return exitCodes.usage
+      }
+      return Cause.isInterruptedOnly(cause) ? exitCodes.partial : exitCodes.failed
+    }
+  })
+}
+
+process.exitCode = await main(process.argv.slice(2))

@@ -1,0 +1,70 @@
+import type { SuppressionReason } from "./Evaluation.ts"
+
+/**
+ * The running totals of one scheduler run.
+ *
+ * Mentors are counted once each: `evaluated` mentors were judged, and `errors` of them failed
+ * somewhere (evaluation or dispatch). Notifications are counted once each: `dispatched` were
+ * delivered to at least one device, `suppressed` were due but not sent (with the reason in
+ * `suppressedBy`), `failed` were claimed but could not be delivered this run.
+ */
+export interface BatchStats {
+  readonly totalActive: number
+  readonly evaluated: number
+  readonly dispatched: number
+  readonly suppressed: number
+  readonly suppressedBy: Readonly<Record<SuppressionReason, number>>
+  readonly failed: number
+  readonly errors: number
+  readonly pagesProcessed: number
+}
+
+export const emptyStats = (totalActive: number): BatchStats => ({
+  totalActive,
+  evaluated: 0,
+  dispatched: 0,
+  suppressed: 0,
+  suppressedBy: { opted_out: 0, no_push_token: 0, cooldown: 0, duplicate: 0, dry_run: 0 },
+  failed: 0,
+  errors: 0,
+  pagesProcessed: 0
+})
+
+/** The outcome of one mentor within a page, as the program folds it into the totals. */
+export interface MentorOutcome {
+  readonly dispatched: number
+  readonly suppressed: ReadonlyArray<SuppressionReason>
+  readonly failed: number
+  readonly errored: boolean
+}
+
+export const addMentorOutcome = (stats: BatchStats, outcome: MentorOutcome): BatchStats => {
+  const suppressedBy = { ...stats.suppressedBy }
+  for (const reason of outcome.suppressed) {
+    suppressedBy[reason] += 1
+  }
+
+  return {
+    ...stats,
+    evaluated: stats.evaluated + 1,
+    dispatched: stats.dispatched + outcome.dispatched,
+    suppressed: stats.suppressed + outcome.suppressed.length,
+    suppressedBy,
+    failed: stats.failed + outcome.failed,
+    errors: stats.errors + (outcome.errored ? 1 : 0)
+  }
+}
+
+export const addPage = (stats: BatchStats): BatchStats => ({ ...stats, pagesProcessed: stats.pagesProcessed + 1 })
+
+/** The `stats` object written to the log and the `scheduler_runs` row, in the log's snake_case. */
+export const statsFields = (stats: BatchStats) => ({
+  total_active: stats.totalActive,
+  evaluated: stats.evaluated,
+  dispatched: stats.dispatched,
+  suppressed: stats.suppressed,
+  suppressed_by: stats.suppressedBy,
+  failed: stats.failed,
+  errors: stats.errors,
+  pages_processed: stats.pagesProcessed
+})

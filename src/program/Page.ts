@@ -1,0 +1,152 @@
+import { Effect } from "effect"
+import type { DatabaseError, SchedulerError } from "../domain/Errors.ts"
+import type { Candidate, ClaimedNotification } from "../domain/Evaluation.ts"
+import type { ScenarioType } from "../domain/Scenario.ts"
+import { logEvent } from "../services/Logger.ts"
+import type { PushProvider } from "../services/PushProvider.ts"
+import { Store, type StoreError } from "../services/Store.ts"
+import type { DetailLog } from "./DetailLog.ts"
+import { dispatchAll } from "./Dispatch.ts"
+import { addEvaluationRows, addFailure, addInvalidRows, type MentorVerdict, type Verdicts } from "./Verdicts.ts"
+
+export interface PageContext {
+  readonly invocationId: string
+  readonly now: Date
+  readonly scenarios: ReadonlyArray<ScenarioType>
+  readonly dryRun: boolean
+  readonly dispatchConcurrency: number
+  readonly detailLog: DetailLog
+}
+
+/**
+ * A lost connection ends the run: retrying mentor by mentor against a database that is gone would
+ * only turn one clear failure into thousands of lines. A failed statement is retried per mentor.
+ */
+const isFatal = (error: StoreError): error is DatabaseError =>
+  error._tag === "DatabaseError" && error.reason === "unavailable"
+
+/**
+ * Runs a bulk step; when the statement fails as a whole, runs it again for each mentor on their own
+ * so that only the mentors that really cause the failure are reported.
+ */
+const withPerMentorFallback = <K>(
+  keys: ReadonlyArray<K>,
+  step: (keys: ReadonlyArray<K>) => Effect.Effect<void, StoreError>,
+  onFailure: (key: K, error: SchedulerError) => void
+): Effect.Effect<void, DatabaseError> =>
+  step(keys).pipe(
+    Effect.catchIf(
+      (error) => !isFatal(error) && keys.length > 1,
+      () =>
+        Effect.forEach(
+          keys,
+          (key) =>
+            step([key]).pipe(
+              Effect.catchIf(
+                (error) => !isFatal(error),
+                (error) => Effect.sync(() => onFailure(key, error))
+              )
+            ),
+          { discard: true }
+        )
+    ),
+    Effect.catchIf(
+      (error) => !isFatal(error),
+      (error) => Effect.sync(() => keys.forEach((key) => onFailure(key, error)))
+    ),
+    Effect.mapError((error) => error as DatabaseError)
+  )
+
+const evaluate = (userIds: ReadonlyArray<string>, context: PageContext, verdicts: Verdicts) =>
+  Effect.gen(function* () {
+    const store = yield* Store
+
+    yield* withPerMentorFallback(
+      userIds,
+      (ids) =>
+        store.evaluate(ids, context.now, context.scenarios).pipe(
+          Effect.map((evaluation) => {
+            addEvaluationRows(verdicts, evaluation.rows)
+            return addInvalidRows(verdicts, evaluation.invalid)
+          }),
+          Effect.flatMap((unattributed) => reportUnattributed(unattributed.length))
+        ),
+      (userId, error) => addFailure(verdicts, userId, error)
+    )
+  })
+
+const claim = (candidates: ReadonlyArray<Candidate>, context: PageContext, verdicts: Verdicts) =>
+  Effect.gen(function* () {
+    const store = yield* Store
+    const claimed: Array<ClaimedNotification> = []
+    const failedKeys = new Set<string>()
+
+    yield* withPerMentorFallback(
+      candidates,
+      (batch) =>
+        store.claim(context.invocationId, batch).pipe(
+          Effect.map((claim) => {
+            claimed.push(...claim.claimed)
+            return addInvalidRows(verdicts, claim.invalid)
+          }),
+          Effect.flatMap((unattributed) => reportUnattributed(unattributed.length))
+        ),
+      (candidate, error) => {
+        failedKeys.add(candidate.idempotency_key)
+        addFailure(verdicts, candidate.user_id, error)
+      }
+    )
+
+    return { claimed, failedKeys }
+  })
+
+const reportUnattributed = (count: number) =>
+  count === 0 ? Effect.void : logEvent("warn", "unattributed_invalid_rows", { count })
+
+/** Candidates that were not inserted lost the race to another run or were already claimed: not sent. */
+const markDuplicates = (
+  candidates: ReadonlyArray<Candidate>,
+  { claimed, failedKeys }: { claimed: ReadonlyArray<ClaimedNotification>; failedKeys: ReadonlySet<string> },
+  verdicts: Verdicts,
+  detailLog: DetailLog
+) => {
+  const claimedKeys = new Set(claimed.map((notification) => notification.idempotency_key))
+  const duplicates = candidates.filter(
+    (candidate) => !claimedKeys.has(candidate.idempotency_key) && !failedKeys.has(candidate.idempotency_key)
+  )
+
+  return Effect.forEach(
+    duplicates,
+    (candidate) => {
+      verdicts.get(candidate.user_id)?.suppressed.push("duplicate")
+      return detailLog.duplicateSkipped(candidate.user_id, candidate.scenario_type)
+    },
+    { discard: true }
+  )
+}
+
+/**
+ * One page of mentors: judged in one statement, claimed in one statement, sent with bounded
+ * concurrency and recorded in one statement. Answers one verdict per mentor that was judged.
+ */
+export const processPage = (
+  userIds: ReadonlyArray<string>,
+  context: PageContext
+): Effect.Effect<ReadonlyArray<MentorVerdict>, DatabaseError, Store | PushProvider> =>
+  Effect.gen(function* () {
+    const verdicts: Verdicts = new Map()
+
+    yield* evaluate(userIds, context, verdicts)
+    const candidates = [...verdicts.values()].flatMap((verdict) => verdict.candidates)
+
+    if (context.dryRun) {
+      candidates.forEach((candidate) => verdicts.get(candidate.user_id)?.suppressed.push("dry_run"))
+      return [...verdicts.values()]
+    }
+
+    const claimResult = yield* claim(candidates, context, verdicts)
+    yield* markDuplicates(candidates, claimResult, verdicts, context.detailLog)
+    yield* dispatchAll(claimResult.claimed, verdicts, context.dispatchConcurrency)
+
+    return [...verdicts.values()]
+  })

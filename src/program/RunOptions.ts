@@ -1,0 +1,27 @@
+import { allScenarioTypes, type ScenarioType } from "../domain/Scenario.ts"
+
+/** What one run is asked to do. Adapters build it from flags, request bodies and configuration. */
+export interface RunOptions {
+  readonly invocationId: string
+  /** The moment the scenarios are judged at; the run's clock when absent. */
+  readonly now?: Date | undefined
+  readonly scenarios: ReadonlyArray<ScenarioType>
+  /** Wall-clock time the run may take before it stops starting new pages. */
+  readonly budgetMs: number
+  readonly pageSize: number
+  /** Judge and count, but claim and send nothing and write nothing. */
+  readonly dryRun: boolean
+  /** How many notifications are sent at once. */
+  readonly dispatchConcurrency: number
+  /** Per-mentor log lines (errors, duplicates) written per run before they are only counted. */
+  readonly maxDetailLines: number
+}
+
+export const defaultRunOptions = {
+  scenarios: allScenarioTypes,
+  budgetMs: 25_000,
+  pageSize: 500,
+  dryRun: false,
+  dispatchConcurrency: 16,
+  maxDetailLines: 50
+} as const satisfies Omit<RunOptions, "invocationId">

@@ -1,0 +1,28 @@
+import { Context, type Effect } from "effect"
+import type { PushError } from "../domain/Errors.ts"
+import type { PushTokenRow } from "../domain/Evaluation.ts"
+import type { PushContent } from "../domain/Message.ts"
+import type { ScenarioType } from "../domain/Scenario.ts"
+
+/** One notification for one mentor, to be delivered to each of their live devices. */
+export interface PushRequest {
+  readonly notificationId: string
+  readonly userId: string
+  readonly scenarioType: ScenarioType
+  readonly content: PushContent
+  readonly tokens: ReadonlyArray<PushTokenRow>
+}
+
+/** What the provider said about one device: delivered, gone for good (revoke it), or failed for now. */
+export type TokenDelivery =
+  | { readonly tokenId: string; readonly outcome: "delivered" }
+  | { readonly tokenId: string; readonly outcome: "unregistered" }
+  | { readonly tokenId: string; readonly outcome: "failed"; readonly error: PushError }
+
+export interface PushProviderApi {
+  readonly name: string
+  /** Fails only when nothing at all could be attempted; per-device failures are in the answer. */
+  readonly send: (request: PushRequest) => Effect.Effect<ReadonlyArray<TokenDelivery>, PushError>
+}
+
+export class PushProvider extends Context.Tag("scenario-scheduler/PushProvider")<PushProvider, PushProviderApi>() {}

@@ -1,0 +1,35 @@
+import { Config, LogLevel } from "effect"
+import { defaultRunOptions } from "../program/RunOptions.ts"
+
+/**
+ * The settings every adapter reads from the environment. Flags and request bodies may narrow a
+ * single run further; these are the defaults an operator sets once per deployment.
+ */
+export const runSettings = Config.all({
+  budgetMs: Config.integer("SCHEDULER_BUDGET_MS").pipe(
+    Config.validate({ message: "must be a positive number of milliseconds", validation: (n) => n > 0 }),
+    Config.withDefault(defaultRunOptions.budgetMs)
+  ),
+  pageSize: Config.integer("SCHEDULER_PAGE_SIZE").pipe(
+    Config.validate({ message: "must be between 1 and 10000", validation: (n) => n >= 1 && n <= 10_000 }),
+    Config.withDefault(defaultRunOptions.pageSize)
+  ),
+  dispatchConcurrency: Config.integer("SCHEDULER_DISPATCH_CONCURRENCY").pipe(
+    Config.validate({ message: "must be between 1 and 256", validation: (n) => n >= 1 && n <= 256 }),
+    Config.withDefault(defaultRunOptions.dispatchConcurrency)
+  ),
+  maxDetailLines: Config.integer("SCHEDULER_MAX_DETAIL_LINES").pipe(
+    Config.validate({ message: "must not be negative", validation: (n) => n >= 0 }),
+    Config.withDefault(defaultRunOptions.maxDetailLines)
+  )
+})
+
+export type RunSettings = Config.Config.Success<typeof runSettings>
+
+export const logLevel = Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+
+export const pushProviderName = Config.literal(
+  "outbox",
+  "fcm",
+  "expo"
+)("PUSH_PROVIDER").pipe(Config.withDefault("outbox" as const))
