@@ -1,9 +1,11 @@
+import { mkdir } from "node:fs/promises"
 import { join } from "node:path"
-import type { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, Redacted } from "effect"
-import type { DatabaseError } from "../../src/domain/Errors.ts"
-import { migrate } from "../../src/services/Migrations.ts"
+import type { SqlClient, SqlError } from "@effect/sql"
+import { Effect, Layer, Redacted } from "effect"
+import { DatabaseError } from "../../src/domain/Errors.ts"
+import { logEvent } from "../../src/services/Logger.ts"
+import { type MigrationFileError, migrate } from "../../src/services/Migrations.ts"
+import * as PostgresClient from "../../src/services/PostgresClient.ts"
 import { fromSqlError } from "../../src/services/SqlStore.ts"
 import * as PgliteClient from "./PgliteClient.ts"
 
@@ -21,21 +23,29 @@ export const databaseLayer = (
   databaseUrl: Redacted.Redacted<string> | undefined
 ): Layer.Layer<SqlClient.SqlClient, DatabaseError> => {
   if (databaseUrl !== undefined) {
-    return PgClient.layer({
-      url: databaseUrl,
-      connectTimeout: Duration.seconds(5),
-      applicationName: "scenario-scheduler"
-    }).pipe(Layer.mapError(fromSqlError))
+    return PostgresClient.layer(databaseUrl).pipe(Layer.mapError(fromSqlError))
   }
 
-  const embedded = PgliteClient.layer({ dataDir: join(dataDirectory, "pgdata") })
-  const migrated = Layer.effectDiscard(migrate.pipe(Effect.mapError(fromSqlError)))
-  return Layer.provideMerge(migrated, embedded).pipe(
-    Layer.mapError(
-      (error) => ("_tag" in error && error._tag === "SqlError" ? fromSqlError(error as never) : error) as DatabaseError
+  const directory = join(dataDirectory, "pgdata")
+  const created = Layer.effectDiscard(
+    Effect.tryPromise({
+      try: () => mkdir(directory, { recursive: true }),
+      catch: (cause) =>
+        new DatabaseError({ reason: "unavailable", message: `cannot create ${directory}: ${String(cause)}` })
+    })
+  )
+  const embedded = PgliteClient.layer({ dataDir: directory }).pipe(Layer.mapError(fromSqlError), Layer.provide(created))
+  const migrated = Layer.effectDiscard(
+    migrate.pipe(
+      Effect.tap((applied) => (applied.length > 0 ? logEvent("info", "migrations_applied", { applied }) : Effect.void)),
+      Effect.mapError(migrationFailure)
     )
   )
+  return Layer.provideMerge(migrated, embedded)
 }
+
+const migrationFailure = (error: SqlError.SqlError | MigrationFileError): DatabaseError =>
+  error._tag === "SqlError" ? fromSqlError(error) : new DatabaseError({ reason: "query", message: error.message })
 
 export const redactedUrl = (url: string | undefined): Redacted.Redacted<string> | undefined =>
   url === undefined || url === "" ? undefined : Redacted.make(url)

@@ -1,13 +1,21 @@
 import { randomUUID } from "node:crypto"
+import type { SqlError } from "@effect/sql"
 import { Cause, Effect, Either, Exit, Fiber, Layer, Option } from "effect"
-import type { SchedulerError } from "../../src/domain/Errors.ts"
+import {
+  type DatabaseError,
+  errorType,
+  InvalidConfigError,
+  type SchedulerError,
+  UnexpectedError
+} from "../../src/domain/Errors.ts"
 import { allScenarioTypes } from "../../src/domain/Scenario.ts"
 import { type RunSummary, runScheduler } from "../../src/program/Scheduler.ts"
 import * as Logger from "../../src/services/Logger.ts"
-import { migrate } from "../../src/services/Migrations.ts"
+import { type MigrationFileError, migrate } from "../../src/services/Migrations.ts"
 import * as OutboxProvider from "../../src/services/OutboxProvider.ts"
-import { logLevel, runSettings } from "../../src/services/SchedulerConfig.ts"
+import { logLevel, type RunSettings, runSettings } from "../../src/services/SchedulerConfig.ts"
 import * as SqlStore from "../../src/services/SqlStore.ts"
+import { fromSqlError } from "../../src/services/SqlStore.ts"
 import { type Command, parseCommand, type RunFlags, type SeedFlags, UsageError, usage } from "./Args.ts"
 import { databaseLayer, outboxPath, redactedUrl } from "./Database.ts"
 import { isDatabaseEmpty, seed } from "./Seed.ts"
@@ -17,9 +25,17 @@ export const exitCodes = { completed: 0, partial: 2, failed: 1, skipped: 0, usag
 const databaseUrlOf = (command: Command) =>
   redactedUrl(("databaseUrl" in command ? command.databaseUrl : undefined) ?? process.env.DATABASE_URL)
 
-const runCommand = (databaseUrl: ReturnType<typeof redactedUrl>, flags: RunFlags) =>
+interface Invocation {
+  readonly invocationId: string
+  readonly settings: RunSettings
+}
+
+const runCommand = (
+  databaseUrl: ReturnType<typeof redactedUrl>,
+  flags: RunFlags,
+  { invocationId, settings }: Invocation
+) =>
   Effect.gen(function* () {
-    const settings = yield* runSettings
     const services = SqlStore.layer.pipe(
       Layer.provide(databaseLayer(databaseUrl)),
       Layer.merge(OutboxProvider.layer(outboxPath)),
@@ -28,7 +44,7 @@ const runCommand = (databaseUrl: ReturnType<typeof redactedUrl>, flags: RunFlags
 
     const summary: RunSummary = yield* runScheduler(
       {
-        invocationId: randomUUID(),
+        invocationId,
         now: flags.now,
         scenarios: flags.scenarios ?? allScenarioTypes,
         budgetMs: flags.budgetMs ?? settings.budgetMs,
@@ -51,7 +67,10 @@ const seedCommand = (databaseUrl: ReturnType<typeof redactedUrl>, flags: SeedFla
     }
 
     const summary = yield* seed({ mentors: flags.mentors, randomSeed: flags.randomSeed, now: flags.now ?? new Date() })
-    yield* Logger.logEvent("info", "seed_completed", { ...summary })
+    yield* Logger.logEvent("info", "seed_completed", {
+      ...summary.counts,
+      organisations: summary.organisations.map(({ timezone, chapters, mentors }) => ({ timezone, chapters, mentors }))
+    })
     return exitCodes.completed
   }).pipe(Effect.provide(databaseLayer(databaseUrl)))
 
@@ -62,7 +81,7 @@ const migrateCommand = (databaseUrl: ReturnType<typeof redactedUrl>) =>
     Effect.provide(databaseLayer(databaseUrl))
   )
 
-const commandEffect = (command: Exclude<Command, { _tag: "help" }>) => {
+const commandEffect = (command: Exclude<Command, { _tag: "help" }>, invocation: Invocation) => {
   const databaseUrl = databaseUrlOf(command)
   switch (command._tag) {
     case "migrate":
@@ -70,24 +89,29 @@ const commandEffect = (command: Exclude<Command, { _tag: "help" }>) => {
     case "seed":
       return seedCommand(databaseUrl, command.seed, false)
     case "run":
-      return runCommand(databaseUrl, command.run)
+      return runCommand(databaseUrl, command.run, invocation)
     case "demo":
       return Effect.gen(function* () {
         yield* migrateCommand(databaseUrl)
         yield* seedCommand(databaseUrl, command.seed, true)
-        return yield* runCommand(databaseUrl, command.run)
+        return yield* runCommand(databaseUrl, command.run, invocation)
       })
   }
 }
 
 /** Commands other than `run` report their own failure in one structured line. */
-const reportFailure = (cause: Cause.Cause<unknown>) => {
-  const failure = Cause.squash(cause)
-  return Logger.logEvent("error", "command_failed", {
-    error_type:
-      typeof failure === "object" && failure !== null && "_tag" in failure ? String(failure._tag) : "unexpected",
-    error_message: failure instanceof Error ? failure.message : String(failure)
-  })
+const reportFailure = (cause: Cause.Cause<DatabaseError | SqlError.SqlError | MigrationFileError>) => {
+  const failure = Option.getOrUndefined(Cause.failureOption(cause))
+  const error: SchedulerError =
+    failure === undefined
+      ? new UnexpectedError({ message: Cause.isInterruptedOnly(cause) ? "interrupted" : "unexpected defect" })
+      : failure._tag === "SqlError"
+        ? fromSqlError(failure)
+        : failure._tag === "MigrationFileError"
+          ? new InvalidConfigError({ reason: "environment", message: failure.message })
+          : failure
+
+  return Logger.logEvent("error", "command_failed", { error_type: errorType(error), error_message: error.message })
 }
 
 const writeUsage = (message: string | undefined) => {
@@ -107,9 +131,13 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
 
   const program = Effect.gen(function* () {
     const level = yield* logLevel
-    return yield* commandEffect(parsed.right as Exclude<Command, { _tag: "help" }>).pipe(
+    const settings = yield* runSettings
+    const invocationId = randomUUID()
+
+    return yield* commandEffect(parsed.right as Exclude<Command, { _tag: "help" }>, { invocationId, settings }).pipe(
       Effect.tapErrorCause(reportFailure),
       Effect.catchAllCause(() => Effect.succeed(exitCodes.failed)),
+      Effect.annotateLogs({ component: "scenario-scheduler", invocation_id: invocationId }),
       Effect.provide(Logger.layer({ minimumLevel: level }))
     )
   }).pipe(

@@ -52,7 +52,10 @@ const withPerMentorFallback = <K>(
     ),
     Effect.catchIf(
       (error) => !isFatal(error),
-      (error) => Effect.sync(() => keys.forEach((key) => onFailure(key, error)))
+      (error) =>
+        Effect.sync(() => {
+          for (const key of keys) onFailure(key, error)
+        })
     ),
     Effect.mapError((error) => error as DatabaseError)
   )
@@ -140,7 +143,7 @@ export const processPage = (
     const candidates = [...verdicts.values()].flatMap((verdict) => verdict.candidates)
 
     if (context.dryRun) {
-      candidates.forEach((candidate) => verdicts.get(candidate.user_id)?.suppressed.push("dry_run"))
+      for (const candidate of candidates) verdicts.get(candidate.user_id)?.suppressed.push("dry_run")
       return [...verdicts.values()]
     }
 
