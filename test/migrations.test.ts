@@ -23,7 +23,9 @@ const schedulerFunctions = [
   "public.scheduler_claim(uuid, jsonb)",
   "public.scheduler_record_dispatch(jsonb)",
   "public.scheduler_open_run(uuid, timestamptz)",
-  "public.scheduler_finish_run(uuid, timestamptz, text, jsonb, uuid)"
+  "public.scheduler_finish_run(uuid, timestamptz, text, jsonb, uuid)",
+  "public.scheduler_mark_sending(uuid[])",
+  "public.scheduler_reclaim(uuid, integer, integer, integer)"
 ]
 
 const sqlStateOf = (error: unknown): unknown =>

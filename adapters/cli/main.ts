@@ -8,12 +8,11 @@ import {
   type SchedulerError,
   UnexpectedError
 } from "../../src/domain/Errors.ts"
-import { allScenarioTypes } from "../../src/domain/Scenario.ts"
 import { type RunSummary, runScheduler } from "../../src/program/Scheduler.ts"
 import * as Logger from "../../src/services/Logger.ts"
 import { type MigrationFileError, migrate } from "../../src/services/Migrations.ts"
 import * as OutboxProvider from "../../src/services/OutboxProvider.ts"
-import { logLevel, type RunSettings, runSettings } from "../../src/services/SchedulerConfig.ts"
+import { logLevel, type RunSettings, runOptionsFor, runSettings } from "../../src/services/SchedulerConfig.ts"
 import * as SqlStore from "../../src/services/SqlStore.ts"
 import { fromSqlError } from "../../src/services/SqlStore.ts"
 import { type Command, parseCommand, type RunFlags, type SeedFlags, UsageError, usage } from "./Args.ts"
@@ -42,19 +41,7 @@ const runCommand = (
       Layer.mapError((error): SchedulerError => error)
     )
 
-    const summary: RunSummary = yield* runScheduler(
-      {
-        invocationId,
-        now: flags.now,
-        scenarios: flags.scenarios ?? allScenarioTypes,
-        budgetMs: flags.budgetMs ?? settings.budgetMs,
-        pageSize: flags.pageSize ?? settings.pageSize,
-        dryRun: flags.dryRun,
-        dispatchConcurrency: settings.dispatchConcurrency,
-        maxDetailLines: settings.maxDetailLines
-      },
-      services
-    )
+    const summary: RunSummary = yield* runScheduler(runOptionsFor(settings, { invocationId, ...flags }), services)
     return exitCodes[summary.outcome]
   })
 

@@ -17,6 +17,8 @@ export interface BatchStats {
   readonly failed: number
   readonly errors: number
   readonly pagesProcessed: number
+  /** Notifications taken over from earlier runs that did not finish them (their sends are in the counts above). */
+  readonly recovered: number
 }
 
 export const emptyStats = (totalActive: number): BatchStats => ({
@@ -27,7 +29,8 @@ export const emptyStats = (totalActive: number): BatchStats => ({
   suppressedBy: { opted_out: 0, no_push_token: 0, cooldown: 0, duplicate: 0, dry_run: 0 },
   failed: 0,
   errors: 0,
-  pagesProcessed: 0
+  pagesProcessed: 0,
+  recovered: 0
 })
 
 /** The outcome of one mentor within a page, as the program folds it into the totals. */
@@ -55,6 +58,16 @@ export const addMentorOutcome = (stats: BatchStats, outcome: MentorOutcome): Bat
   }
 }
 
+export const addRecovered = (
+  stats: BatchStats,
+  recovered: { readonly reclaimed: number; readonly dispatched: number; readonly failed: number }
+): BatchStats => ({
+  ...stats,
+  recovered: stats.recovered + recovered.reclaimed,
+  dispatched: stats.dispatched + recovered.dispatched,
+  failed: stats.failed + recovered.failed
+})
+
 export const addPage = (stats: BatchStats): BatchStats => ({ ...stats, pagesProcessed: stats.pagesProcessed + 1 })
 
 /** The `stats` object written to the log and the `scheduler_runs` row, in the log's snake_case. */
@@ -66,5 +79,6 @@ export const statsFields = (stats: BatchStats) => ({
   suppressed_by: stats.suppressedBy,
   failed: stats.failed,
   errors: stats.errors,
-  pages_processed: stats.pagesProcessed
+  pages_processed: stats.pagesProcessed,
+  recovered: stats.recovered
 })

@@ -90,6 +90,13 @@ export const ClaimedNotification = Schema.Struct({
 })
 export type ClaimedNotification = typeof ClaimedNotification.Type
 
+/** A notification taken over from a run that did not finish it; its earlier send may or may not have happened. */
+export const ReclaimedNotification = Schema.Struct({
+  ...ClaimedNotification.fields,
+  outcome_unknown: Schema.Boolean
+})
+export type ReclaimedNotification = typeof ReclaimedNotification.Type
+
 export const DispatchStatus = Schema.Literal("dispatched", "failed", "deferred", "pending")
 export type DispatchStatus = typeof DispatchStatus.Type
 

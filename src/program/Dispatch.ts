@@ -1,89 +1,175 @@
-import { Effect } from "effect"
+import { Effect, Either, Option, Ref } from "effect"
 import { type DatabaseError, errorType, PushError } from "../domain/Errors.ts"
-import type { ClaimedNotification, DispatchResult } from "../domain/Evaluation.ts"
+import type { ClaimedNotification, DispatchResult, DispatchStatus } from "../domain/Evaluation.ts"
 import { renderMessage } from "../domain/Message.ts"
-import { PushProvider, type TokenDelivery } from "../services/PushProvider.ts"
+import { PushProvider, type PushProviderApi, type PushRequest } from "../services/PushProvider.ts"
+import { type RetryOutcome, withBatchRetries, withRetries } from "../services/PushRetry.ts"
 import { Store } from "../services/Store.ts"
-import { type Verdicts, verdictFor } from "./Verdicts.ts"
 
-/** A delivery to at least one device counts as sent; devices the provider says are gone are revoked. */
-const resultOf = (notification: ClaimedNotification, deliveries: ReadonlyArray<TokenDelivery>) => {
-  const revoked = deliveries.filter((delivery) => delivery.outcome === "unregistered").map((d) => d.tokenId)
-  const delivered = deliveries.some((delivery) => delivery.outcome === "delivered")
-  const firstFailure = deliveries.find((delivery) => delivery.outcome === "failed")
-
-  if (delivered) {
-    return { result: dispatchResult(notification, "dispatched", null, revoked), error: null }
-  }
-
-  const error =
-    firstFailure?.error ??
-    new PushError({
-      provider: "scheduler",
-      reason: "unregistered_token",
-      message: "every device of the mentor is unregistered"
-    })
-  return { result: dispatchResult(notification, "failed", error, revoked), error }
+/** What the run shares between all the pages it sends. */
+export interface DispatchContext {
+  readonly concurrency: number
+  /** Epoch ms on the run's Clock after which no retry starts: what cannot be sent by then is deferred. */
+  readonly retryDeadlineMs: number
+  readonly maxAttempts: number
+  /**
+   * Set by the first send the provider refuses for bad credentials. From then on nothing more is sent:
+   * every other send would fail the same way, and the run fails with this one error instead.
+   */
+  readonly credentialsRefused: Ref.Ref<Option.Option<PushError>>
 }
 
-const dispatchResult = (
-  notification: ClaimedNotification,
-  status: DispatchResult["status"],
-  error: PushError | null,
-  revoked: ReadonlyArray<string>
-): DispatchResult => ({
-  notification_id: notification.notification_id,
-  status,
-  error_type: error ? errorType(error) : null,
-  revoked_token_ids: revoked
+/** How one claimed notification ended in this run. */
+export type NotificationOutcome =
+  | { readonly _tag: "Dispatched" }
+  | { readonly _tag: "NoLiveToken" }
+  | { readonly _tag: "Deferred"; readonly error: PushError }
+  | { readonly _tag: "Failed"; readonly error: PushError }
+
+export interface Dispatched {
+  readonly notification: ClaimedNotification
+  readonly outcome: NotificationOutcome
+}
+
+const requestOf = (notification: ClaimedNotification): PushRequest => ({
+  notificationId: notification.notification_id,
+  userId: notification.user_id,
+  scenarioType: notification.scenario_type,
+  content: renderMessage(notification.scenario_type, notification.notification_id, notification.payload),
+  tokens: notification.tokens
 })
 
-const dispatchOne = (notification: ClaimedNotification, verdicts: Verdicts) =>
-  Effect.gen(function* () {
-    const provider = yield* PushProvider
-    const verdict = verdictFor(verdicts, notification.user_id)
+const everyDeviceGone = new PushError({
+  provider: "scheduler",
+  reason: "unregistered_token",
+  message: "every device of the mentor is unregistered"
+})
 
-    // The token was revoked between evaluation and claim: nothing to send to, which is not an error.
-    if (notification.tokens.length === 0) {
-      verdict.suppressed.push("no_push_token")
-      return dispatchResult(notification, "failed", null, [])
-    }
+/** Delivered to one device is delivered; otherwise the first failure says why, and whether to try again later. */
+const outcomeOf = (retry: RetryOutcome): NotificationOutcome => {
+  if (retry._tag === "Failed") {
+    return retry.deferred || retry.error.reason === "authentication"
+      ? { _tag: "Deferred", error: retry.error }
+      : { _tag: "Failed", error: retry.error }
+  }
 
-    const request = {
-      notificationId: notification.notification_id,
-      userId: notification.user_id,
-      scenarioType: notification.scenario_type,
-      content: renderMessage(notification.scenario_type, notification.notification_id, notification.payload),
-      tokens: notification.tokens
-    }
+  if (retry.deliveries.some((delivery) => delivery.outcome === "delivered")) return { _tag: "Dispatched" }
 
-    const { result, error } = yield* provider.send(request).pipe(
-      Effect.map((deliveries) => resultOf(notification, deliveries)),
-      Effect.catchAll((error) => Effect.succeed({ result: dispatchResult(notification, "failed", error, []), error }))
+  const failure = retry.deliveries.find((delivery) => delivery.outcome === "failed")
+  if (failure === undefined) return { _tag: "Failed", error: everyDeviceGone }
+  return retry.deferred ? { _tag: "Deferred", error: failure.error } : { _tag: "Failed", error: failure.error }
+}
+
+const revokedTokens = (retry: RetryOutcome | undefined): ReadonlyArray<string> =>
+  retry?._tag === "Answered"
+    ? retry.deliveries.filter((delivery) => delivery.outcome === "unregistered").map((d) => d.tokenId)
+    : []
+
+const statusOf: Record<NotificationOutcome["_tag"], DispatchStatus> = {
+  Dispatched: "dispatched",
+  NoLiveToken: "failed",
+  Deferred: "deferred",
+  Failed: "failed"
+}
+
+const resultOf = (dispatched: Dispatched, retry: RetryOutcome | undefined): DispatchResult => ({
+  notification_id: dispatched.notification.notification_id,
+  status: statusOf[dispatched.outcome._tag],
+  error_type: "error" in dispatched.outcome ? errorType(dispatched.outcome.error) : null,
+  revoked_token_ids: revokedTokens(retry)
+})
+
+const refusedOutcome = (error: PushError): RetryOutcome => ({ _tag: "Failed", error, attempts: 0, deferred: true })
+
+const isRefusal = (outcome: RetryOutcome) => outcome._tag === "Failed" && outcome.error.reason === "authentication"
+
+/** Remembers the first refusal of the run's credentials, so that nothing more is sent. */
+const noteRefusals = (context: DispatchContext, outcomes: ReadonlyArray<RetryOutcome>) => {
+  const refusal = outcomes.find(isRefusal)
+  return refusal?._tag === "Failed"
+    ? Ref.update(
+        context.credentialsRefused,
+        Option.orElseSome(() => refusal.error)
+      )
+    : Effect.void
+}
+
+/** Runs `send` unless the credentials were already refused, in which case nothing is sent and all is deferred. */
+const unlessRefused = (
+  context: DispatchContext,
+  count: number,
+  send: Effect.Effect<ReadonlyArray<RetryOutcome>>
+): Effect.Effect<ReadonlyArray<RetryOutcome>> =>
+  Ref.get(context.credentialsRefused).pipe(
+    Effect.flatMap(
+      Option.match({
+        onNone: () => send.pipe(Effect.tap((outcomes) => noteRefusals(context, outcomes))),
+        onSome: (error) => Effect.succeed(Array.from({ length: count }, () => refusedOutcome(error)))
+      })
     )
+  )
 
-    if (error) {
-      verdict.failedNotifications += 1
-      verdict.failures.push({ error, scenarioType: notification.scenario_type })
-    } else {
-      verdict.dispatched += 1
-    }
+/** Sends through the provider's batch API when it has one, one request per notification otherwise. */
+const sendAll = (
+  provider: PushProviderApi,
+  requests: ReadonlyArray<PushRequest>,
+  context: DispatchContext
+): Effect.Effect<ReadonlyArray<RetryOutcome>> => {
+  const retryOptions = { deadlineMs: context.retryDeadlineMs, maxAttempts: context.maxAttempts }
 
-    return result
-  })
+  if (provider.sendBatch !== undefined) {
+    return unlessRefused(context, requests.length, withBatchRetries(provider.sendBatch, retryOptions)(requests))
+  }
 
-/** Sends the page's claimed notifications with bounded concurrency, then records every outcome in one statement. */
+  const send = withRetries(provider.send, retryOptions)
+  return Effect.forEach(
+    requests,
+    (request) => unlessRefused(context, 1, send(request).pipe(Effect.map((outcome) => [outcome]))),
+    { concurrency: context.concurrency }
+  ).pipe(Effect.map((outcomes) => outcomes.flat()))
+}
+
+/**
+ * Sends claimed notifications and records every outcome. Three statements whatever their number: the
+ * mark that sending has begun, the sends themselves, and the record of what happened.
+ */
 export const dispatchAll = (
   claimed: ReadonlyArray<ClaimedNotification>,
-  verdicts: Verdicts,
-  concurrency: number
-): Effect.Effect<void, DatabaseError, Store | PushProvider> =>
+  context: DispatchContext
+): Effect.Effect<ReadonlyArray<Dispatched>, DatabaseError, Store | PushProvider> =>
   Effect.gen(function* () {
     const store = yield* Store
-    const results = yield* Effect.forEach(claimed, (notification) => dispatchOne(notification, verdicts), {
-      concurrency
-    })
+    const provider = yield* PushProvider
+
+    // A token revoked between evaluation and claim leaves nothing to send to, which is not an error.
+    const sendable = claimed.filter((notification) => notification.tokens.length > 0)
+    const withoutToken = claimed.filter((notification) => notification.tokens.length === 0)
+
+    yield* store.markSending(sendable.map((notification) => notification.notification_id))
+    const retries = yield* sendAll(provider, sendable.map(requestOf), context)
+
+    const sent = sendable.map((notification, index) => ({
+      dispatched: { notification, outcome: outcomeOf(retries[index] as RetryOutcome) },
+      retry: retries[index]
+    }))
+    const skipped = withoutToken.map((notification) => ({
+      dispatched: { notification, outcome: { _tag: "NoLiveToken" } as const },
+      retry: undefined
+    }))
+    const all = [...sent, ...skipped]
 
     // Unrecorded sends would look unsent to the next run, so a failure here is worth one more try.
-    yield* store.recordDispatch(results).pipe(Effect.retry({ times: 1 }))
+    yield* store
+      .recordDispatch(all.map(({ dispatched, retry }) => resultOf(dispatched, retry)))
+      .pipe(Effect.retry({ times: 1 }))
+
+    return all.map(({ dispatched }) => dispatched)
   })
+
+/** Answers what a provider that keeps its own record says was delivered; nothing for one that cannot tell. */
+export const confirmDelivered = (notificationIds: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const provider = yield* PushProvider
+    if (provider.confirmDelivered === undefined || notificationIds.length === 0) return Option.none()
+    return Option.some(yield* Effect.either(provider.confirmDelivered(notificationIds)))
+  }).pipe(Effect.map(Option.flatMap(Either.getRight)))

@@ -6,15 +6,22 @@ import { logEvent } from "../services/Logger.ts"
 import type { PushProvider } from "../services/PushProvider.ts"
 import { Store, type StoreError } from "../services/Store.ts"
 import type { DetailLog } from "./DetailLog.ts"
-import { dispatchAll } from "./Dispatch.ts"
-import { addEvaluationRows, addFailure, addInvalidRows, type MentorVerdict, type Verdicts } from "./Verdicts.ts"
+import { type DispatchContext, type Dispatched, dispatchAll } from "./Dispatch.ts"
+import {
+  addEvaluationRows,
+  addFailure,
+  addInvalidRows,
+  type MentorVerdict,
+  type Verdicts,
+  verdictFor
+} from "./Verdicts.ts"
 
 export interface PageContext {
   readonly invocationId: string
   readonly now: Date
   readonly scenarios: ReadonlyArray<ScenarioType>
   readonly dryRun: boolean
-  readonly dispatchConcurrency: number
+  readonly dispatch: DispatchContext
   readonly detailLog: DetailLog
 }
 
@@ -128,6 +135,28 @@ const markDuplicates = (
   )
 }
 
+/** A refused credential is the run's failure, reported once, not a failure of each mentor. */
+const addDispatchOutcomes = (verdicts: Verdicts, dispatched: ReadonlyArray<Dispatched>): void => {
+  for (const { notification, outcome } of dispatched) {
+    const verdict = verdictFor(verdicts, notification.user_id)
+
+    switch (outcome._tag) {
+      case "Dispatched":
+        verdict.dispatched += 1
+        break
+      case "NoLiveToken":
+        verdict.suppressed.push("no_push_token")
+        break
+      case "Deferred":
+      case "Failed":
+        verdict.failedNotifications += 1
+        if (outcome.error.reason !== "authentication") {
+          verdict.failures.push({ error: outcome.error, scenarioType: notification.scenario_type })
+        }
+    }
+  }
+}
+
 /**
  * One page of mentors: judged in one statement, claimed in one statement, sent with bounded
  * concurrency and recorded in one statement. Answers one verdict per mentor that was judged.
@@ -149,7 +178,8 @@ export const processPage = (
 
     const claimResult = yield* claim(candidates, context, verdicts)
     yield* markDuplicates(candidates, claimResult, verdicts, context.detailLog)
-    yield* dispatchAll(claimResult.claimed, verdicts, context.dispatchConcurrency)
+    const dispatched = yield* dispatchAll(claimResult.claimed, context.dispatch)
+    addDispatchOutcomes(verdicts, dispatched)
 
     return [...verdicts.values()]
   })

@@ -15,6 +15,10 @@ export interface RunOptions {
   readonly dispatchConcurrency: number
   /** Per-mentor log lines (errors, duplicates) written per run before they are only counted. */
   readonly maxDetailLines: number
+  /** How long a claimed notification stays with its run; after that a crashed run's claims are taken over. */
+  readonly claimLeaseMs: number
+  /** Sends per notification, across runs, before a transient failure is given up. */
+  readonly maxSendAttempts: number
 }
 
 export const defaultRunOptions = {
@@ -23,5 +27,8 @@ export const defaultRunOptions = {
   pageSize: 500,
   dryRun: false,
   dispatchConcurrency: 16,
-  maxDetailLines: 50
+  maxDetailLines: 50,
+  // Longer than any run may last (an Edge Function gets at most 400 s of wall clock).
+  claimLeaseMs: 15 * 60_000,
+  maxSendAttempts: 4
 } as const satisfies Omit<RunOptions, "invocationId">

@@ -1,11 +1,20 @@
 import { Cause, Clock, Effect, Exit, type Layer, Option, Ref } from "effect"
-import { addMentorOutcome, addPage, type BatchStats, emptyStats, statsFields } from "../domain/BatchStats.ts"
-import { errorType, type SchedulerError, UnexpectedError } from "../domain/Errors.ts"
+import {
+  addMentorOutcome,
+  addPage,
+  addRecovered,
+  type BatchStats,
+  emptyStats,
+  statsFields
+} from "../domain/BatchStats.ts"
+import { errorType, type PushError, type SchedulerError, UnexpectedError } from "../domain/Errors.ts"
 import { logEvent } from "../services/Logger.ts"
 import type { PushProvider } from "../services/PushProvider.ts"
 import { type MentorRange, type RunOutcome, Store } from "../services/Store.ts"
 import { type DetailLog, makeDetailLog } from "./DetailLog.ts"
+import type { DispatchContext } from "./Dispatch.ts"
 import { type PageContext, processPage } from "./Page.ts"
+import { recoverAbandoned } from "./Recovery.ts"
 import type { RunOptions } from "./RunOptions.ts"
 import type { MentorVerdict } from "./Verdicts.ts"
 
@@ -121,12 +130,12 @@ const countRemaining = (segments: ReadonlyArray<MentorRange>, index: number, cur
   })
 
 /** Pages through the active mentors until they are all judged or the budget is spent. */
-const walkMentors = (options: RunOptions, state: Ref.Ref<RunState>, now: Date) =>
+const walkMentors = (options: RunOptions, state: Ref.Ref<RunState>, now: Date, dispatch: DispatchContext) =>
   Effect.gen(function* () {
     const store = yield* Store
     const guard = yield* makeGuard(options.budgetMs)
     const detailLog = yield* makeDetailLog(options.maxDetailLines)
-    const context: PageContext = { ...options, now, detailLog }
+    const context: PageContext = { ...options, now, detailLog, dispatch }
     const segments = segmentsFrom((yield* Ref.get(state)).resumedFrom)
 
     for (let index = 0; index < segments.length; index++) {
@@ -145,6 +154,7 @@ const walkMentors = (options: RunOptions, state: Ref.Ref<RunState>, now: Date) =
 
         const verdicts = yield* guard.timePage(processPage(page, context))
         yield* recordVerdicts(verdicts, state, detailLog)
+        yield* failIfCredentialsRefused(dispatch)
 
         cursor = page[page.length - 1] as string
         yield* Ref.update(state, (current) => ({ ...current, stats: addPage(current.stats), lastEvaluated: cursor }))
@@ -153,6 +163,42 @@ const walkMentors = (options: RunOptions, state: Ref.Ref<RunState>, now: Date) =
 
     yield* Ref.update(state, (current) => ({ ...current, outcome: "completed" as const }))
     return yield* detailLog.omitted
+  })
+
+/** Credentials the provider refuses fail the whole run once, instead of every mentor after them. */
+const failIfCredentialsRefused = (dispatch: DispatchContext) =>
+  Ref.get(dispatch.credentialsRefused).pipe(
+    Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: (error) => Effect.fail(error) }))
+  )
+
+/**
+ * What sending needs for the whole run. Retries only start in the first nine tenths of the budget,
+ * leaving the rest for recording results and closing the run.
+ */
+const makeDispatchContext = (options: RunOptions, startedMs: number) =>
+  Ref.make(Option.none<PushError>()).pipe(
+    Effect.map(
+      (credentialsRefused): DispatchContext => ({
+        concurrency: options.dispatchConcurrency,
+        retryDeadlineMs: startedMs + options.budgetMs * 0.9,
+        maxAttempts: options.maxSendAttempts,
+        credentialsRefused
+      })
+    )
+  )
+
+const recover = (options: RunOptions, state: Ref.Ref<RunState>, dispatch: DispatchContext) =>
+  Effect.gen(function* () {
+    if (options.dryRun) return
+
+    const recovered = yield* recoverAbandoned({
+      invocationId: options.invocationId,
+      claimLeaseMs: options.claimLeaseMs,
+      limit: options.pageSize,
+      dispatch
+    })
+    yield* Ref.update(state, (current) => ({ ...current, stats: addRecovered(current.stats, recovered) }))
+    yield* failIfCredentialsRefused(dispatch)
   })
 
 const openRun = (options: RunOptions, state: Ref.Ref<RunState>, startedAt: Date) =>
@@ -294,8 +340,11 @@ export const runScheduler = <R>(
     })
 
     const run = Effect.gen(function* () {
+      const dispatch = yield* makeDispatchContext(options, startedMs)
+
       yield* openRun(options, state, new Date(startedMs))
-      yield* Ref.set(omitted, yield* walkMentors(options, state, now))
+      yield* recover(options, state, dispatch)
+      yield* Ref.set(omitted, yield* walkMentors(options, state, now, dispatch))
     }).pipe(
       Effect.onExit((exit) => (Exit.isInterrupted(exit) ? markInterrupted(state) : Effect.void)),
       Effect.tapErrorCause((cause) =>

@@ -1,4 +1,4 @@
-import { appendFile, mkdir } from "node:fs/promises"
+import { appendFile, mkdir, readFile } from "node:fs/promises"
 import { dirname } from "node:path"
 import { Effect, Layer } from "effect"
 import { PushError } from "../domain/Errors.ts"
@@ -46,8 +46,37 @@ export const make = (path: string) =>
           })
 
           return request.tokens.map((token) => ({ tokenId: token.id, outcome: "delivered" as const }))
-        })
+        }),
+
+      confirmDelivered: (notificationIds) => deliveredAmong(path, notificationIds)
     })
   })
+
+const outboxFailure = (cause: unknown) =>
+  new PushError({
+    provider: "outbox",
+    reason: "unavailable",
+    message: cause instanceof Error ? cause.message : "outbox read failed"
+  })
+
+/** The outbox is its own delivery record: a notification is delivered when its line is in the file. */
+const deliveredAmong = (path: string, notificationIds: ReadonlyArray<string>) =>
+  Effect.tryPromise({
+    try: () =>
+      readFile(path, "utf8").catch((error: NodeJS.ErrnoException) =>
+        error.code === "ENOENT" ? "" : Promise.reject(error)
+      ),
+    catch: outboxFailure
+  }).pipe(
+    Effect.map((text) => {
+      const wanted = new Set(notificationIds)
+      const delivered = new Set<string>()
+      for (const line of text.split("\n")) {
+        const id = /"notification_id":"([0-9a-f-]{36})"/.exec(line)?.[1]
+        if (id !== undefined && wanted.has(id)) delivered.add(id)
+      }
+      return delivered as ReadonlySet<string>
+    })
+  )
 
 export const layer = (path: string): Layer.Layer<PushProvider, PushError> => Layer.effect(PushProvider, make(path))

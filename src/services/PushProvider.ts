@@ -1,4 +1,4 @@
-import { Context, type Effect } from "effect"
+import { Context, type Effect, type Either } from "effect"
 import type { PushError } from "../domain/Errors.ts"
 import type { PushTokenRow } from "../domain/Evaluation.ts"
 import type { PushContent } from "../domain/Message.ts"
@@ -23,6 +23,19 @@ export interface PushProviderApi {
   readonly name: string
   /** Fails only when nothing at all could be attempted; per-device failures are in the answer. */
   readonly send: (request: PushRequest) => Effect.Effect<ReadonlyArray<TokenDelivery>, PushError>
+  /**
+   * Sends many notifications in as few requests as the provider allows, answering for each in order.
+   * Providers without a batch API leave it out and are called once per notification.
+   */
+  readonly sendBatch?: (
+    requests: ReadonlyArray<PushRequest>
+  ) => Effect.Effect<ReadonlyArray<Either.Either<ReadonlyArray<TokenDelivery>, PushError>>>
+  /**
+   * Which of these notifications the provider is known to have delivered. Only a provider that can
+   * tell (the outbox can, FCM and Expo cannot) offers it; after a crash mid-send it decides whether a
+   * notification is sent again or given up as of unknown outcome.
+   */
+  readonly confirmDelivered?: (notificationIds: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, PushError>
 }
 
 export class PushProvider extends Context.Tag("scenario-scheduler/PushProvider")<PushProvider, PushProviderApi>() {}

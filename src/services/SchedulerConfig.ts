@@ -1,5 +1,6 @@
 import { Config, LogLevel } from "effect"
-import { defaultRunOptions } from "../program/RunOptions.ts"
+import { allScenarioTypes, type ScenarioType } from "../domain/Scenario.ts"
+import { defaultRunOptions, type RunOptions } from "../program/RunOptions.ts"
 
 /**
  * The settings every adapter reads from the environment. Flags and request bodies may narrow a
@@ -21,10 +22,38 @@ export const runSettings = Config.all({
   maxDetailLines: Config.integer("SCHEDULER_MAX_DETAIL_LINES").pipe(
     Config.validate({ message: "must not be negative", validation: (n) => n >= 0 }),
     Config.withDefault(defaultRunOptions.maxDetailLines)
+  ),
+  claimLeaseMs: Config.integer("SCHEDULER_CLAIM_LEASE_MS").pipe(
+    Config.validate({ message: "must not be negative", validation: (n) => n >= 0 }),
+    Config.withDefault(defaultRunOptions.claimLeaseMs)
+  ),
+  maxSendAttempts: Config.integer("SCHEDULER_MAX_SEND_ATTEMPTS").pipe(
+    Config.validate({ message: "must be between 1 and 20", validation: (n) => n >= 1 && n <= 20 }),
+    Config.withDefault(defaultRunOptions.maxSendAttempts)
   )
 })
 
 export type RunSettings = Config.Config.Success<typeof runSettings>
+
+/** What one invocation asks for, on top of the deployment's settings: flags, or an Edge request body. */
+export interface RunRequest {
+  readonly invocationId: string
+  readonly now?: Date | undefined
+  readonly scenarios?: ReadonlyArray<ScenarioType> | undefined
+  readonly budgetMs?: number | undefined
+  readonly pageSize?: number | undefined
+  readonly dryRun?: boolean | undefined
+}
+
+export const runOptionsFor = (settings: RunSettings, request: RunRequest): RunOptions => ({
+  ...settings,
+  invocationId: request.invocationId,
+  now: request.now,
+  scenarios: request.scenarios ?? allScenarioTypes,
+  budgetMs: request.budgetMs ?? settings.budgetMs,
+  pageSize: request.pageSize ?? settings.pageSize,
+  dryRun: request.dryRun ?? false
+})
 
 export const logLevel = Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 

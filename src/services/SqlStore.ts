@@ -2,8 +2,8 @@ import { SqlClient, type SqlError } from "@effect/sql"
 import { Effect, Either, Layer, Schema } from "effect"
 import { statsFields } from "../domain/BatchStats.ts"
 import { DatabaseError, InvalidRowError } from "../domain/Errors.ts"
-import { type Candidate, ClaimedNotification, EvaluationRow } from "../domain/Evaluation.ts"
-import { type Claim, type Evaluation, type InvalidRow, Store, type StoreApi } from "./Store.ts"
+import { type Candidate, ClaimedNotification, EvaluationRow, ReclaimedNotification } from "../domain/Evaluation.ts"
+import { type Claim, type Evaluation, type InvalidRow, type Reclaim, Store, type StoreApi } from "./Store.ts"
 
 /** SQLSTATE classes and socket errors that mean the server is gone rather than the statement wrong. */
 const unavailableCodes = /^(08|57P0|53300|ECONN|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|EPIPE|EHOSTUNREACH)/
@@ -118,6 +118,21 @@ export const makeSqlStore = Effect.gen(function* () {
               return { claimed: valid, invalid }
             })
           ),
+
+    markSending: (notificationIds) =>
+      notificationIds.length === 0
+        ? Effect.void
+        : run(sql`select scheduler_mark_sending(${arrayLiteral(notificationIds)}::uuid[])`).pipe(Effect.asVoid),
+
+    reclaim: (invocationId, options) =>
+      run(
+        sql`select * from scheduler_reclaim(${invocationId}::uuid, ${options.leaseSeconds}::integer, ${options.limit}::integer, ${options.maxAttempts}::integer)`
+      ).pipe(
+        Effect.map((rows): Reclaim => {
+          const { invalid, valid } = decodeEach(ReclaimedNotification, "scheduler_reclaim", rows)
+          return { reclaimed: valid, invalid }
+        })
+      ),
 
     recordDispatch: (results) =>
       results.length === 0

@@ -1,7 +1,13 @@
 import { Context, type Effect } from "effect"
 import type { BatchStats } from "../domain/BatchStats.ts"
 import type { DatabaseError, InvalidRowError } from "../domain/Errors.ts"
-import type { Candidate, ClaimedNotification, DispatchResult, EvaluationRow } from "../domain/Evaluation.ts"
+import type {
+  Candidate,
+  ClaimedNotification,
+  DispatchResult,
+  EvaluationRow,
+  ReclaimedNotification
+} from "../domain/Evaluation.ts"
 import type { ScenarioType } from "../domain/Scenario.ts"
 
 /** A slice of the active mentors by user_id: after `after` (exclusive) up to `until` (inclusive); null is open. */
@@ -36,6 +42,19 @@ export interface Claim {
   readonly invalid: ReadonlyArray<InvalidRow>
 }
 
+export interface Reclaim {
+  readonly reclaimed: ReadonlyArray<ReclaimedNotification>
+  readonly invalid: ReadonlyArray<InvalidRow>
+}
+
+export interface ReclaimOptions {
+  /** A pending notification claimed longer ago than this belongs to a run that is gone. */
+  readonly leaseSeconds: number
+  readonly limit: number
+  /** Deferred notifications tried this often are given up (marked failed) instead. */
+  readonly maxAttempts: number
+}
+
 /**
  * Everything the scheduler asks of the database. Each method is one statement whatever the number
  * of mentors it concerns, so a run costs a fixed number of round trips per page.
@@ -58,7 +77,11 @@ export interface StoreApi {
   ) => Effect.Effect<Evaluation, StoreError>
   /** Inserts the candidates this run may send; answers only those it inserted, with their live tokens. */
   readonly claim: (invocationId: string, candidates: ReadonlyArray<Candidate>) => Effect.Effect<Claim, StoreError>
+  /** Notes that these notifications are about to be sent, so that a crash mid-send is recognisable. */
+  readonly markSending: (notificationIds: ReadonlyArray<string>) => Effect.Effect<void, DatabaseError>
   readonly recordDispatch: (results: ReadonlyArray<DispatchResult>) => Effect.Effect<void, DatabaseError>
+  /** Takes over notifications other runs claimed and did not finish: deferred ones and those of crashed runs. */
+  readonly reclaim: (invocationId: string, options: ReclaimOptions) => Effect.Effect<Reclaim, DatabaseError>
 }
 
 export type StoreError = DatabaseError | InvalidRowError

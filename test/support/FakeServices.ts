@@ -129,7 +129,9 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
           return { claimed, invalid: [] }
         })
       ),
-    recordDispatch: (results) => guard(Effect.sync(() => void world.recorded.push(...results)))
+    markSending: () => guard(Effect.void),
+    recordDispatch: (results) => guard(Effect.sync(() => void world.recorded.push(...results))),
+    reclaim: () => guard(Effect.succeed({ reclaimed: [], invalid: [] }))
   }
 
   const provider = PushProvider.of({

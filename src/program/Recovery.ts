@@ -1,0 +1,107 @@
+import { Effect, Option } from "effect"
+import { type DatabaseError, errorType, PushError } from "../domain/Errors.ts"
+import type { ReclaimedNotification } from "../domain/Evaluation.ts"
+import { logEvent } from "../services/Logger.ts"
+import type { PushProvider } from "../services/PushProvider.ts"
+import { Store } from "../services/Store.ts"
+import { confirmDelivered, type DispatchContext, type Dispatched, dispatchAll } from "./Dispatch.ts"
+
+export interface RecoveryOptions {
+  readonly invocationId: string
+  readonly claimLeaseMs: number
+  readonly limit: number
+  readonly dispatch: DispatchContext
+}
+
+/** What recovering other runs' unfinished notifications did, for the run's totals. */
+export interface Recovered {
+  readonly reclaimed: number
+  readonly dispatched: number
+  readonly failed: number
+}
+
+const nothingRecovered: Recovered = { reclaimed: 0, dispatched: 0, failed: 0 }
+
+const outcomeUnknown = new PushError({
+  provider: "scheduler",
+  reason: "unknown",
+  message: "an earlier run stopped while sending this notification; the provider cannot say whether it arrived"
+})
+
+/**
+ * Splits the notifications whose earlier send may have happened: those the provider confirms are
+ * recorded as dispatched, those it confirms it never got are sent again, and when the provider cannot
+ * tell they are given up rather than risk notifying a mentor twice.
+ */
+const settleUnknown = (unknown: ReadonlyArray<ReclaimedNotification>) =>
+  Effect.gen(function* () {
+    const store = yield* Store
+    const confirmed = yield* confirmDelivered(unknown.map((notification) => notification.notification_id))
+
+    const delivered = Option.match(confirmed, {
+      onNone: () => new Set<string>(),
+      onSome: (ids) => ids
+    })
+    const resend = Option.isSome(confirmed) ? unknown.filter((n) => !delivered.has(n.notification_id)) : []
+    const givenUp = Option.isNone(confirmed) ? unknown : []
+
+    yield* store.recordDispatch([
+      ...[...delivered].map((id) => ({
+        notification_id: id,
+        status: "dispatched" as const,
+        error_type: null,
+        revoked_token_ids: []
+      })),
+      ...givenUp.map((notification) => ({
+        notification_id: notification.notification_id,
+        status: "failed" as const,
+        error_type: errorType(outcomeUnknown),
+        revoked_token_ids: []
+      }))
+    ])
+
+    return { confirmed: delivered.size, resend, givenUp: givenUp.length }
+  })
+
+const countOutcomes = (dispatched: ReadonlyArray<Dispatched>) => ({
+  dispatched: dispatched.filter((d) => d.outcome._tag === "Dispatched").length,
+  failed: dispatched.filter((d) => d.outcome._tag !== "Dispatched").length
+})
+
+/**
+ * Before judging anyone, a run finishes what earlier runs left: notifications deferred for a
+ * transient provider failure, and notifications of runs that crashed after claiming them. Each is
+ * taken over in the database first, so two runs never send the same one.
+ */
+export const recoverAbandoned = (
+  options: RecoveryOptions
+): Effect.Effect<Recovered, DatabaseError, Store | PushProvider> =>
+  Effect.gen(function* () {
+    const store = yield* Store
+    const { reclaimed, invalid } = yield* store.reclaim(options.invocationId, {
+      leaseSeconds: Math.ceil(options.claimLeaseMs / 1000),
+      limit: options.limit,
+      maxAttempts: options.dispatch.maxAttempts
+    })
+    if (invalid.length > 0) yield* logEvent("warn", "unattributed_invalid_rows", { count: invalid.length })
+    if (reclaimed.length === 0) return nothingRecovered
+
+    const unknown = reclaimed.filter((notification) => notification.outcome_unknown)
+    const settled = yield* settleUnknown(unknown)
+    const toSend = [...reclaimed.filter((notification) => !notification.outcome_unknown), ...settled.resend]
+    const counts = countOutcomes(yield* dispatchAll(toSend, options.dispatch))
+
+    yield* logEvent("info", "abandoned_notifications_recovered", {
+      reclaimed: reclaimed.length,
+      sent: counts.dispatched,
+      confirmed_delivered: settled.confirmed,
+      given_up_outcome_unknown: settled.givenUp,
+      not_delivered: counts.failed
+    })
+
+    return {
+      reclaimed: reclaimed.length,
+      dispatched: counts.dispatched + settled.confirmed,
+      failed: counts.failed + settled.givenUp
+    }
+  })

@@ -1,0 +1,106 @@
+-- Recovery of notifications a run claimed but did not finish sending.
+--
+-- A run claims a notification (status 'pending'), marks it just before sending (dispatch_started_at) and records the
+-- result. A run that dies in between leaves one of two kinds of rows behind:
+--   * pending, never marked: certainly not sent, so a later run may send it;
+--   * pending and marked: the provider may or may not have delivered it. Sending it again blindly could notify the
+--     mentor twice, so the later run is told the outcome is unknown and decides with the provider.
+-- A 'deferred' row was tried and is known not to be delivered (a transient provider failure): a later run retries it.
+
+-- Marks claimed notifications as about to be sent. Answers how many it marked.
+create function public.scheduler_mark_sending(p_notification_ids uuid[])
+returns integer
+language sql
+volatile
+security invoker
+set search_path = ''
+as $$
+  with marked as (
+    update public.scenario_notifications as n
+    set dispatch_started_at = pg_catalog.now()
+    where n.id = any (p_notification_ids) and n.status in ('pending', 'deferred')
+    returning n.id
+  )
+  select pg_catalog.count(*)::integer from marked
+$$;
+
+-- Takes over notifications left by other runs: deferred ones, and pending ones whose claim is older than the lease
+-- (their run is gone). Concurrent runs never take the same row (skip locked). Rows that have used up their attempts are
+-- marked failed instead. Answers what it took, each with the mentor's live tokens and whether the earlier send's
+-- outcome is unknown.
+create function public.scheduler_reclaim(
+  p_invocation_id uuid,
+  p_lease_seconds integer,
+  p_limit integer,
+  p_max_attempts integer
+)
+returns table (
+  notification_id uuid,
+  user_id uuid,
+  scenario_type text,
+  idempotency_key text,
+  payload jsonb,
+  tokens jsonb,
+  outcome_unknown boolean
+)
+language sql
+volatile
+security invoker
+set search_path = ''
+as $$
+  with
+  abandoned as (
+    select n.id
+    from public.scenario_notifications as n
+    where n.status in ('pending', 'deferred')
+      and n.invocation_id is distinct from p_invocation_id
+      and (n.status = 'deferred' or n.claimed_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_lease_seconds))
+    order by n.created_at
+    limit p_limit
+    for update skip locked
+  ),
+  exhausted as (
+    update public.scenario_notifications as n
+    set status = 'failed'
+    from abandoned as a
+    where n.id = a.id and n.status = 'deferred' and n.attempts >= p_max_attempts
+    returning n.id
+  ),
+  taken as (
+    update public.scenario_notifications as n
+    set invocation_id = p_invocation_id, claimed_at = pg_catalog.now()
+    from abandoned as a
+    where n.id = a.id and not (n.status = 'deferred' and n.attempts >= p_max_attempts)
+    returning n.id, n.user_id, n.scenario_type, n.idempotency_key, n.payload,
+      (n.status = 'pending' and n.dispatch_started_at is not null) as outcome_unknown
+  )
+  select
+    t.id,
+    t.user_id,
+    t.scenario_type,
+    t.idempotency_key,
+    t.payload,
+    coalesce(
+      (
+        select pg_catalog.jsonb_agg(
+          pg_catalog.jsonb_build_object('id', pt.id::text, 'token', pt.token, 'platform', pt.platform) order by pt.id
+        )
+        from public.push_tokens as pt
+        where pt.user_id = t.user_id and pt.revoked_at is null
+      ),
+      '[]'::jsonb
+    ),
+    t.outcome_unknown
+  from taken as t
+  order by t.user_id, t.scenario_type
+$$;
+
+revoke execute on function
+  public.scheduler_mark_sending(uuid[]),
+  public.scheduler_reclaim(uuid, integer, integer, integer)
+from public, anon, authenticated;
+
+grant execute on function
+  public.scheduler_mark_sending(uuid[]),
+  public.scheduler_reclaim(uuid, integer, integer, integer)
+to service_role;
