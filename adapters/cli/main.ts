@@ -11,7 +11,7 @@ import {
 import { type RunSummary, runScheduler } from "../../src/program/Scheduler.ts"
 import * as Logger from "../../src/services/Logger.ts"
 import { type MigrationFileError, migrate } from "../../src/services/Migrations.ts"
-import * as OutboxProvider from "../../src/services/OutboxProvider.ts"
+import { pushProviderLayer } from "../../src/services/PushConfig.ts"
 import { logLevel, type RunSettings, runOptionsFor, runSettings } from "../../src/services/SchedulerConfig.ts"
 import * as SqlStore from "../../src/services/SqlStore.ts"
 import { fromSqlError } from "../../src/services/SqlStore.ts"
@@ -37,7 +37,7 @@ const runCommand = (
   Effect.gen(function* () {
     const services = SqlStore.layer.pipe(
       Layer.provide(databaseLayer(databaseUrl)),
-      Layer.merge(OutboxProvider.layer(outboxPath)),
+      Layer.merge(pushProviderLayer(outboxPath)),
       Layer.mapError((error): SchedulerError => error)
     )
 
