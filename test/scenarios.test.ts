@@ -436,6 +436,25 @@ describeEachDatabase("scheduler_evaluate", (it) => {
     )
   )
 
+  it.effect("counts a notification dated ahead within cooldown_days, and not one dated far ahead", () =>
+    rolledBack(
+      Effect.gen(function* () {
+        const org = yield* organisation()
+        const soonAhead = yield* mentor(org)
+        const farAhead = yield* mentor(org)
+        for (const userId of [soonAhead, farAhead]) yield* activities(userId, ["2024-05-01"])
+        // As a run given a later `now` would have left them.
+        yield* notified(soonAhead, org, "inactivity", "2024-06-18", 7)
+        yield* notified(farAhead, org, "inactivity", "2024-09-01", 7)
+
+        const rows = yield* evaluate([soonAhead, farAhead], noon, ["inactivity"])
+
+        assert.deepStrictEqual(verdicts(rows, soonAhead), [["inactivity", "suppressed", "cooldown"]])
+        assert.deepStrictEqual(verdicts(rows, farAhead), [["inactivity", "candidate", null]])
+      })
+    )
+  )
+
   it.effect("suppresses opted-out mentors first, then mentors without a live token", () =>
     rolledBack(
       Effect.gen(function* () {
@@ -501,16 +520,21 @@ describeEachDatabase("scheduler_evaluate", (it) => {
         const badThresholds = yield* organisation()
         const badCooldown = yield* organisation()
         const badShape = yield* organisation()
+        const hugeDays = yield* organisation()
         const mentors = [
           yield* mentor(badValue, { certificationExpiresAt: "2024-06-20" }),
           yield* mentor(badThresholds, { certificationExpiresAt: "2024-06-20" }),
           yield* mentor(badCooldown, { certificationExpiresAt: "2024-06-20" }),
-          yield* mentor(badShape, { certificationExpiresAt: "2024-06-20" })
+          yield* mentor(badShape, { certificationExpiresAt: "2024-06-20" }),
+          yield* mentor(hugeDays, { certificationExpiresAt: "2024-06-20" })
         ]
         yield* configure(badValue, "inactivity", { params: { inactivity_days: "two weeks" } })
         yield* configure(badThresholds, "milestone", { params: { thresholds: [10, "25"] } })
         yield* configure(badCooldown, "inactivity", { cooldownDays: 0 })
         yield* configure(badShape, "milestone", { params: [10, 25] })
+        // Numbers this large overflow date arithmetic; they must cost one scenario, not the mentor.
+        yield* configure(hugeDays, "inactivity", { cooldownDays: 2_147_483_647 })
+        yield* configure(hugeDays, "expiry", { params: { warning_days: 2_147_483_647 } })
 
         const rows = yield* evaluate(mentors, noon)
 
@@ -529,6 +553,10 @@ describeEachDatabase("scheduler_evaluate", (it) => {
         assert.deepStrictEqual(verdicts(rows, mentors[3]), [
           ["expiry", "candidate", null],
           ["milestone", "error", "invalid_scenario_config"]
+        ])
+        assert.deepStrictEqual(verdicts(rows, mentors[4]), [
+          ["expiry", "error", "invalid_scenario_config"],
+          ["inactivity", "error", "invalid_scenario_config"]
         ])
       })
     )

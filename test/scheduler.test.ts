@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, FastCheck as fc, Layer } from "effect"
+import { Effect, Fiber, FastCheck as fc, Layer, TestClock } from "effect"
 
 import type { SchedulerError } from "../src/domain/Errors.ts"
 import { defaultRunOptions, type RunOptions } from "../src/program/RunOptions.ts"
@@ -198,6 +198,90 @@ describe("scheduler run log", () => {
       const output = lines.join("")
       expect(output).not.toMatch(/kari\.nordmann/)
       expect(output).not.toMatch(/ExponentPushToken/)
+    })
+  )
+})
+
+describe("scheduler safeguards", () => {
+  it.effect("judges and counts in a dry run, and claims, sends and records nothing", () =>
+    Effect.gen(function* () {
+      const list = mentors(4, () => ({ due: ["inactivity"] }))
+      const { event, world } = yield* runOver(list, { dryRun: true })
+
+      expect(event("scheduler_run_completed")[0]).toMatchObject({ evaluated: 4, dispatched: 0, suppressed: 4 })
+      expect(event("scheduler_run_completed")[0]?.suppressed_by).toMatchObject({ dry_run: 4 })
+      expect(world.claimedKeys.size).toBe(0)
+      expect(world.sent).toHaveLength(0)
+      expect(world.finishedRuns).toHaveLength(0)
+    })
+  )
+
+  it.effect("caps per-mentor lines and counts the ones left out", () =>
+    Effect.gen(function* () {
+      const list = mentors(9, () => ({ due: ["expiry"], pushFails: true }))
+      const { event } = yield* runOver(list, { maxDetailLines: 3 })
+
+      expect(event("mentor_evaluation_error")).toHaveLength(3)
+      expect(event("scheduler_run_completed")[0]).toMatchObject({ errors: 9, log_lines_omitted: 6, level: "warn" })
+    })
+  )
+
+  it.effect("narrows a failing page down by halves instead of one statement per mentor", () =>
+    Effect.gen(function* () {
+      const list = mentors(64, (index) => ({ breaksEvaluation: index === 37 }))
+      const world = makeFakeWorld(list)
+      const { event } = yield* runOver(list, { pageSize: 64 }, world)
+
+      expect(event("mentor_evaluation_error").map((entry) => entry.user_id)).toEqual([mentorId(38)])
+      // 1 for the page, then two halves at each of six levels.
+      expect(world.evaluations()).toBe(13)
+    })
+  )
+
+  it.effect("ends the run on a database without the scheduler's schema, with a hint, not a line per mentor", () =>
+    Effect.gen(function* () {
+      const list = mentors(20)
+      const { event, summary } = yield* runOver(list, {}, makeFakeWorld(list, { schemaMissing: true }))
+
+      expect(event("mentor_evaluation_error")).toHaveLength(0)
+      expect(event("scheduler_run_failed")).toEqual([
+        expect.objectContaining({ error_type: "database_schema_mismatch", hint: expect.stringContaining("migrate") })
+      ])
+      expect(summary.outcome).toBe("failed")
+    })
+  )
+
+  it.effect("stops sending at the first refused credential and fails the run once", () =>
+    Effect.gen(function* () {
+      const list = mentors(30, () => ({ due: ["inactivity"] }))
+      const world = makeFakeWorld(list, { credentialsRefused: true })
+      const { event } = yield* runOver(list, { dispatchConcurrency: 1, pageSize: 10 }, world)
+
+      expect(event("mentor_evaluation_error")).toHaveLength(0)
+      expect(event("scheduler_run_failed")).toEqual([
+        expect.objectContaining({ error_type: "push_authentication_failed" })
+      ])
+      // Everything claimed is deferred to a later run, nothing is lost as failed.
+      expect(world.recorded.every((result) => result.status === "deferred")).toBe(true)
+      expect(world.recorded).toHaveLength(10)
+    })
+  )
+
+  it.effect("ends an interrupted run as partial, with the completion line still last", () =>
+    Effect.gen(function* () {
+      const list = mentors(50, () => ({ due: ["inactivity"] }))
+      const world = makeFakeWorld(list, { evaluateMs: 1_000 })
+      const capture = makeLogCapture()
+
+      const fiber = yield* Effect.fork(
+        runScheduler(options({ pageSize: 10, budgetMs: 60_000 }), world.layer).pipe(Effect.provide(capture.layer))
+      )
+      yield* TestClock.adjust(2_500)
+      yield* Fiber.interrupt(fiber)
+
+      const entries = capture.entries()
+      expect(entries[entries.length - 1]).toMatchObject({ event: "scheduler_run_completed", outcome: "partial" })
+      expect(world.finishedRuns[0]?.outcome).toBe("partial")
     })
   )
 })

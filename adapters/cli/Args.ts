@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util"
 import { Data, Either, Schema } from "effect"
 import { ScenarioType } from "../../src/domain/Scenario.ts"
+import type { OverlapPolicy } from "../../src/services/Store.ts"
 
 /** A command line that cannot be run as given: exit status 64 with usage. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -19,6 +20,8 @@ Commands:
       --budget-ms N            stop starting pages after N ms (default 25000)
       --page-size N            mentors per page (default 500)
       --scenarios LIST         comma-separated: inactivity,milestone,expiry (default all)
+      --overlap POLICY         while another run is running: skip (stand down, the default)
+                               or allow (run anyway; SCHEDULER_OVERLAP)
   demo                         migrate, seed an empty database, then run (what npm start does)
 
 Options for every command:
@@ -26,7 +29,7 @@ Options for every command:
                                database in ./.scenario-scheduler/ is used
   -h, --help                   show this text
 
-Exit status: 0 completed, 2 partial, 1 failed, 64 bad usage.
+Exit status: 0 completed (or skipped: another run was running), 2 partial, 1 failed, 64 bad usage.
 `
 
 export interface RunFlags {
@@ -35,6 +38,7 @@ export interface RunFlags {
   readonly budgetMs?: number | undefined
   readonly pageSize?: number | undefined
   readonly scenarios?: ReadonlyArray<ScenarioType> | undefined
+  readonly overlap?: OverlapPolicy | undefined
 }
 
 export interface SeedFlags {
@@ -58,8 +62,8 @@ export type Command =
 const optionsByCommand = {
   migrate: [],
   seed: ["mentors", "random-seed", "now"],
-  run: ["now", "dry-run", "budget-ms", "page-size", "scenarios"],
-  demo: ["mentors", "random-seed", "now", "dry-run", "budget-ms", "page-size", "scenarios"]
+  run: ["now", "dry-run", "budget-ms", "page-size", "scenarios", "overlap"],
+  demo: ["mentors", "random-seed", "now", "dry-run", "budget-ms", "page-size", "scenarios", "overlap"]
 } as const
 
 type CommandName = keyof typeof optionsByCommand
@@ -73,14 +77,17 @@ const allOptions = {
   "dry-run": { type: "boolean" },
   "budget-ms": { type: "string" },
   "page-size": { type: "string" },
-  scenarios: { type: "string" }
+  scenarios: { type: "string" },
+  overlap: { type: "string" }
 } as const
 
 /** `Date` quietly rolls 2026-02-30 over into March; a user who typed it made a mistake. */
+// Years outside this range are typing mistakes, and push date arithmetic in the database out of range.
 function isCalendarDate(text: string): boolean {
   const [year, month, day] = text.slice(0, 10).split("-").map(Number) as [number, number, number]
   const date = new Date(Date.UTC(year, month - 1, day))
-  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day
+  const real = date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day
+  return real && year >= 1970 && year <= 2999
 }
 
 /** An ISO-8601 moment with an explicit date; `Date.parse` alone would accept far too much. */
@@ -90,11 +97,16 @@ const IsoMoment = Schema.String.pipe(
   Schema.compose(Schema.Date)
 )
 
-const PositiveInteger = (max: number) => Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, max))
+const OverlapFromString = Schema.compose(Schema.String, Schema.Literal("skip", "allow"))
+
+/** Decimal digits only: `Number` would also take 0x10, 1e3 and the empty string. */
+const WholeNumber = Schema.String.pipe(Schema.pattern(/^-?\d{1,10}$/), Schema.compose(Schema.NumberFromString))
+
+const PositiveInteger = (max: number) => WholeNumber.pipe(Schema.int(), Schema.between(1, max))
 
 const ScenarioListFromString = Schema.transform(Schema.String, Schema.Array(Schema.String), {
   strict: true,
-  decode: (text) => text.split(",").map((part) => part.trim()),
+  decode: (text) => [...new Set(text.split(",").map((part) => part.trim()))],
   encode: (parts) => parts.join(",")
 }).pipe(Schema.compose(Schema.NonEmptyArray(ScenarioType)))
 
@@ -139,25 +151,31 @@ const runFlags = (values: Values["values"]): RunFlags => ({
     ScenarioListFromString,
     values.scenarios,
     "must list scenarios from inactivity,milestone,expiry"
-  )
+  ),
+  overlap: decodeFlag("overlap", OverlapFromString, values.overlap, "must be skip or allow")
 })
 
 const seedFlags = (values: Values["values"]): SeedFlags => ({
   mentors:
     decodeFlag("mentors", PositiveInteger(1_000_000), values.mentors, "must be a whole number from 1 to 1000000") ??
     600,
-  randomSeed:
-    decodeFlag(
-      "random-seed",
-      Schema.NumberFromString.pipe(Schema.int()),
-      values["random-seed"],
-      "must be a whole number"
-    ) ?? 42,
+  randomSeed: decodeFlag("random-seed", WholeNumber, values["random-seed"], "must be a whole number") ?? 42,
   now: decodeFlag("now", IsoMoment, values.now, "must be an ISO-8601 date or timestamp, e.g. 2026-12-04T06:00:00Z")
 })
 
+/** A Postgres URL, checked here so that a typo is a usage error rather than a failed connection. */
+export const checkDatabaseUrl = (url: string | undefined): string | undefined => {
+  if (url === undefined) return undefined
+
+  const parsed = URL.canParse(url) ? new URL(url) : undefined
+  if (parsed === undefined || !["postgres:", "postgresql:"].includes(parsed.protocol) || parsed.hostname === "") {
+    throw new UsageError({ message: "--database-url must be a postgres:// or postgresql:// URL with a host" })
+  }
+  return url
+}
+
 const toCommand = (name: CommandName, values: Values["values"]): Command => {
-  const databaseUrl = values["database-url"]
+  const databaseUrl = checkDatabaseUrl(values["database-url"])
   switch (name) {
     case "migrate":
       return { _tag: "migrate", databaseUrl }

@@ -5,8 +5,9 @@
  * statement (or one transaction) use it at a time. Statements are compiled by `@effect/sql-pg`'s compiler, so
  * fragments such as `sql.in`, `sql.insert` and identifiers produce the same SQL as on a Postgres server.
  *
- * TODO: PGlite takes no lock on its data directory. Two processes opening the same `dataDir` at once both write to it
- * and corrupt the database. Until the CLI takes an exclusive lock of its own, only one process may use a directory.
+ * PGlite takes no lock on its data directory: two processes opening the same `dataDir` at once both write to it and
+ * corrupt the database. This client takes none either; the CLI holds a `DataDirectoryLock` around it, and any other
+ * caller that opens a directory on disk must do the same.
  */
 
 import * as Reactivity from "@effect/experimental/Reactivity"

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import type { SqlError } from "@effect/sql"
-import { Cause, Effect, Either, Exit, Fiber, Layer, Option } from "effect"
+import { Cause, Config, Effect, Either, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import {
   type DatabaseError,
   errorType,
@@ -12,28 +12,43 @@ import { type RunSummary, runScheduler } from "../../src/program/Scheduler.ts"
 import * as Logger from "../../src/services/Logger.ts"
 import { type MigrationFileError, migrate } from "../../src/services/Migrations.ts"
 import { pushProviderLayer } from "../../src/services/PushConfig.ts"
-import { logLevel, type RunSettings, runOptionsFor, runSettings } from "../../src/services/SchedulerConfig.ts"
+import {
+  logLevel,
+  pushProviderName,
+  type RunSettings,
+  runOptionsFor,
+  runSettings
+} from "../../src/services/SchedulerConfig.ts"
 import * as SqlStore from "../../src/services/SqlStore.ts"
 import { fromSqlError } from "../../src/services/SqlStore.ts"
-import { type Command, parseCommand, type RunFlags, type SeedFlags, UsageError, usage } from "./Args.ts"
-import { databaseLayer, outboxPath, redactedUrl } from "./Database.ts"
+import {
+  type Command,
+  checkDatabaseUrl,
+  parseCommand,
+  type RunFlags,
+  type SeedFlags,
+  UsageError,
+  usage
+} from "./Args.ts"
+import { type DatabaseUrl, databaseLayer, embeddedDatabaseWaitMs, outboxPath, redactedUrl } from "./Database.ts"
 import { isDatabaseEmpty, seed } from "./Seed.ts"
 
 export const exitCodes = { completed: 0, partial: 2, failed: 1, skipped: 0, usage: 64 } as const
 
-const databaseUrlOf = (command: Command) =>
-  redactedUrl(("databaseUrl" in command ? command.databaseUrl : undefined) ?? process.env.DATABASE_URL)
+/** `--database-url` wins over `DATABASE_URL`; an empty value means neither, so the embedded database. */
+const databaseUrlOf = (command: Command, fromEnvironment: Option.Option<Redacted.Redacted<string>>) => {
+  const flag = "databaseUrl" in command ? redactedUrl(command.databaseUrl) : undefined
+  const environment = Option.getOrUndefined(fromEnvironment)
+  return flag ?? (environment !== undefined && Redacted.value(environment) !== "" ? environment : undefined)
+}
 
 interface Invocation {
   readonly invocationId: string
   readonly settings: RunSettings
+  readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
 }
 
-const runCommand = (
-  databaseUrl: ReturnType<typeof redactedUrl>,
-  flags: RunFlags,
-  { invocationId, settings }: Invocation
-) =>
+const runCommand = (databaseUrl: DatabaseUrl, flags: RunFlags, { invocationId, settings }: Invocation) =>
   Effect.gen(function* () {
     const services = SqlStore.layer.pipe(
       Layer.provide(databaseLayer(databaseUrl)),
@@ -45,7 +60,7 @@ const runCommand = (
     return exitCodes[summary.outcome]
   })
 
-const seedCommand = (databaseUrl: ReturnType<typeof redactedUrl>, flags: SeedFlags, onlyIfEmpty: boolean) =>
+const seedCommand = (databaseUrl: DatabaseUrl, flags: SeedFlags, onlyIfEmpty: boolean) =>
   Effect.gen(function* () {
     const empty = yield* isDatabaseEmpty
     if (!empty) {
@@ -61,7 +76,7 @@ const seedCommand = (databaseUrl: ReturnType<typeof redactedUrl>, flags: SeedFla
     return exitCodes.completed
   }).pipe(Effect.provide(databaseLayer(databaseUrl)))
 
-const migrateCommand = (databaseUrl: ReturnType<typeof redactedUrl>) =>
+const migrateCommand = (databaseUrl: DatabaseUrl) =>
   migrate.pipe(
     Effect.tap((applied) => Logger.logEvent("info", "migrations_applied", { applied })),
     Effect.as(exitCodes.completed),
@@ -69,7 +84,7 @@ const migrateCommand = (databaseUrl: ReturnType<typeof redactedUrl>) =>
   )
 
 const commandEffect = (command: Exclude<Command, { _tag: "help" }>, invocation: Invocation) => {
-  const databaseUrl = databaseUrlOf(command)
+  const databaseUrl = databaseUrlOf(command, invocation.databaseUrl)
   switch (command._tag) {
     case "migrate":
       return migrateCommand(databaseUrl)
@@ -119,9 +134,23 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const program = Effect.gen(function* () {
     const level = yield* logLevel
     const settings = yield* runSettings
+    const databaseUrl = yield* Config.option(Config.redacted("DATABASE_URL"))
+    yield* Option.match(databaseUrl, {
+      onNone: () => Effect.void,
+      onSome: (url) =>
+        Effect.try({
+          try: () => checkDatabaseUrl(Redacted.value(url) === "" ? undefined : Redacted.value(url)),
+          catch: () =>
+            new UsageError({ message: "DATABASE_URL must be a postgres:// or postgresql:// URL with a host" })
+        })
+    })
+    // Read now, so that an unknown provider or a malformed wait is a usage error before anything runs.
+    yield* pushProviderName
+    yield* embeddedDatabaseWaitMs
     const invocationId = randomUUID()
+    const invocation = { invocationId, settings, databaseUrl }
 
-    return yield* commandEffect(parsed.right as Exclude<Command, { _tag: "help" }>, { invocationId, settings }).pipe(
+    return yield* commandEffect(parsed.right as Exclude<Command, { _tag: "help" }>, invocation).pipe(
       Effect.tapErrorCause(reportFailure),
       Effect.catchAllCause(() => Effect.succeed(exitCodes.failed)),
       Effect.annotateLogs({ component: "scenario-scheduler", invocation_id: invocationId }),
@@ -146,7 +175,9 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
         writeUsage(usageError.message)
         return exitCodes.usage
       }
-      return Cause.isInterruptedOnly(cause) ? exitCodes.partial : exitCodes.failed
+      // An interrupted run has said in its log that it stopped early; an interrupted migration or seed failed.
+      const runs = parsed.right._tag === "run" || parsed.right._tag === "demo"
+      return Cause.isInterruptedOnly(cause) && runs ? exitCodes.partial : exitCodes.failed
     }
   })
 }

@@ -41,20 +41,30 @@ export interface MentorOutcome {
   readonly errored: boolean
 }
 
-export const addMentorOutcome = (stats: BatchStats, outcome: MentorOutcome): BatchStats => {
+/** Adds the mentors of a page at once: one new totals object per page rather than one per mentor. */
+export const addMentorOutcomes = (stats: BatchStats, outcomes: Iterable<MentorOutcome>): BatchStats => {
   const suppressedBy = { ...stats.suppressedBy }
-  for (const reason of outcome.suppressed) {
-    suppressedBy[reason] += 1
+  const totals = { evaluated: 0, dispatched: 0, suppressed: 0, failed: 0, errors: 0 }
+
+  for (const outcome of outcomes) {
+    for (const reason of outcome.suppressed) {
+      suppressedBy[reason] += 1
+    }
+    totals.evaluated += 1
+    totals.dispatched += outcome.dispatched
+    totals.suppressed += outcome.suppressed.length
+    totals.failed += outcome.failed
+    totals.errors += outcome.errored ? 1 : 0
   }
 
   return {
     ...stats,
-    evaluated: stats.evaluated + 1,
-    dispatched: stats.dispatched + outcome.dispatched,
-    suppressed: stats.suppressed + outcome.suppressed.length,
+    evaluated: stats.evaluated + totals.evaluated,
+    dispatched: stats.dispatched + totals.dispatched,
+    suppressed: stats.suppressed + totals.suppressed,
     suppressedBy,
-    failed: stats.failed + outcome.failed,
-    errors: stats.errors + (outcome.errored ? 1 : 0)
+    failed: stats.failed + totals.failed,
+    errors: stats.errors + totals.errors
   }
 }
 

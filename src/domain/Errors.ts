@@ -5,14 +5,64 @@ import { Data, Match } from "effect"
  * people and may carry text from a database or provider, so it is always scrubbed before logging.
  */
 
-/** The database could not be reached, or a statement failed. */
+/**
+ * The database could not be reached (`unavailable`), is not the schema the program needs (`schema`:
+ * a missing function or table, a refused permission), or one statement failed (`query`). Only the
+ * last is worth retrying mentor by mentor; the others end the run.
+ */
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{
-  readonly reason: "unavailable" | "query"
+  readonly reason: DatabaseErrorReason
   /** The SQLSTATE code, when the server sent one. */
   readonly code?: string | undefined
   readonly message: string
   readonly cause?: unknown
 }> {}
+
+export type DatabaseErrorReason = "unavailable" | "schema" | "query"
+
+/** SQLSTATE classes and socket errors that say the server is gone, overloaded or cancelling statements. */
+const unavailableCodes = /^(08|57|53|ECONN|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|EPIPE|EHOSTUNREACH)/
+
+/** Undefined objects and refused privileges (42xxx), unsupported features, failed authentication, no database. */
+const schemaCodes = /^(42|0A|28|3D)/
+
+const unavailableMessage = /connect|connection timed out|terminat|closed|failed to open/i
+
+/** Classifies a database failure from its SQLSTATE (or socket error code) and, lacking one, its message. */
+export const databaseErrorReason = (code: string | undefined, message: string): DatabaseErrorReason => {
+  if (code !== undefined && unavailableCodes.test(code)) return "unavailable"
+  if (code !== undefined && schemaCodes.test(code)) return "schema"
+  return code === undefined && unavailableMessage.test(message) ? "unavailable" : "query"
+}
+
+/** The names Postgres attaches to an error: objects of the schema, never values of a row. */
+export interface DatabaseErrorNames {
+  readonly table?: string | undefined
+  readonly column?: string | undefined
+  readonly constraint?: string | undefined
+}
+
+/**
+ * What a database failure may say in a log. Connection and schema errors speak of hosts and objects,
+ * so their text is kept; the text of a failed statement can quote the row it failed on (a name, an
+ * email), so it is replaced by the SQLSTATE and the names of the objects involved.
+ */
+export const databaseErrorMessage = (
+  reason: DatabaseErrorReason,
+  code: string | undefined,
+  serverMessage: string,
+  names: DatabaseErrorNames = {}
+): string => {
+  if (reason !== "query") return serverMessage
+
+  const objects = [
+    names.table && `table ${names.table}`,
+    names.column && `column ${names.column}`,
+    names.constraint && `constraint ${names.constraint}`
+  ].filter(Boolean)
+  const where = objects.length > 0 ? ` on ${objects.join(", ")}` : ""
+  return `statement failed with SQLSTATE ${code ?? "unknown"}${where}`
+}
 
 /** A row from the database did not match the schema the program expects. */
 export class InvalidRowError extends Data.TaggedError("InvalidRowError")<{
@@ -68,6 +118,7 @@ export type SchedulerError =
 /** The `error_type` field of a log line: a closed set an operator can group and alert on. */
 export type ErrorType =
   | "database_unavailable"
+  | "database_schema_mismatch"
   | "database_error"
   | "invalid_row"
   | "invalid_timezone"
@@ -95,6 +146,12 @@ const pushErrorTypes: Record<PushErrorReason, ErrorType> = {
   unknown: "push_unknown"
 }
 
+const databaseErrorTypes: Record<DatabaseErrorReason, ErrorType> = {
+  unavailable: "database_unavailable",
+  schema: "database_schema_mismatch",
+  query: "database_error"
+}
+
 const configErrorTypes: Record<InvalidConfigError["reason"], ErrorType> = {
   timezone: "invalid_timezone",
   scenario_params: "invalid_scenario_config",
@@ -107,7 +164,7 @@ const configErrorTypes: Record<InvalidConfigError["reason"], ErrorType> = {
  */
 export const errorType: (error: SchedulerError) => ErrorType = Match.type<SchedulerError>().pipe(
   Match.tagsExhaustive({
-    DatabaseError: (error): ErrorType => (error.reason === "unavailable" ? "database_unavailable" : "database_error"),
+    DatabaseError: (error): ErrorType => databaseErrorTypes[error.reason],
     InvalidRowError: (): ErrorType => "invalid_row",
     InvalidConfigError: (error) => configErrorTypes[error.reason],
     PushError: (error) => pushErrorTypes[error.reason],

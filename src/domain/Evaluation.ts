@@ -55,11 +55,13 @@ const SuppressedRow = Schema.Struct({
 
 const NothingDueRow = Schema.Struct({
   user_id: Uuid,
+  organisation_id: Uuid,
   status: Schema.Literal("none")
 })
 
 const ErrorRow = Schema.Struct({
   user_id: Uuid,
+  organisation_id: Uuid,
   scenario_type: Schema.NullOr(ScenarioType),
   status: Schema.Literal("error"),
   reason: EvaluationErrorReason

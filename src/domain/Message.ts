@@ -14,7 +14,10 @@ const numberOf = (payload: Payload, key: string): string => String(payload[key] 
 const texts: Record<ScenarioType, (payload: Payload) => { title: string; body: string }> = {
   inactivity: (payload) => ({
     title: "We miss you",
-    body: `It has been ${numberOf(payload, "days_inactive")} days since your last activity. Your mentees would love to hear from you.`
+    body:
+      payload.last_activity_date == null
+        ? `You joined ${numberOf(payload, "days_inactive")} days ago. Your first mentee would love to hear from you.`
+        : `It has been ${numberOf(payload, "days_inactive")} days since your last activity. Your mentees would love to hear from you.`
   }),
   milestone: (payload) => ({
     title: "Milestone reached",
@@ -29,6 +32,7 @@ const texts: Record<ScenarioType, (payload: Payload) => { title: string; body: s
 export const renderMessage = (scenarioType: ScenarioType, notificationId: string, payload: Payload): PushContent => {
   const data: Record<string, string> = { scenario_type: scenarioType, notification_id: notificationId }
   for (const [key, value] of Object.entries(payload)) {
+    if (value === null || value === undefined) continue
     data[key] = typeof value === "string" ? value : JSON.stringify(value)
   }
 

@@ -60,8 +60,9 @@ const maskPhone = (candidate: string): string => {
   const digits = candidate.replace(/\D/g, "").length
   const separated = /[^\d]/.test(candidate)
 
-  // E.164 numbers have at most 15 digits; a longer unbroken number is an id, not a phone.
-  if (digits < 8 || (digits > 15 && !separated)) {
+  // Written without separators, a phone number has 8 to 12 digits here; longer unbroken runs are
+  // versions, epoch milliseconds or ids. With separators (or a +) E.164 allows up to 15.
+  if (digits < 8 || (digits > 12 && !separated) || digits > 15) {
     return candidate
   }
   return "[phone]"
@@ -292,6 +293,14 @@ export const isSensitiveKey = (key: string): boolean => {
 // Values
 // ---------------------------------------------------------------------------------------------
 
+/** A count or a flag under a sensitive name (`push_tokens: 3`) is not the secret itself; a phone stored as a number is. */
+const mayHoldSecret = (key: string, value: unknown): boolean => {
+  if (value === undefined || value === null) return false
+  if (typeof value === "boolean") return false
+  if (typeof value === "number" || typeof value === "bigint") return /phone|mobile|msisdn|tel/i.test(key)
+  return true
+}
+
 interface ErrorLike {
   readonly name: string
   readonly message: string
@@ -377,7 +386,8 @@ const sanitizeEntries = (
       break
     }
 
-    const sanitized = isSensitiveKey(key) && value !== undefined ? "[redacted]" : walkValue(value, walk, depth + 1)
+    const sanitized =
+      isSensitiveKey(key) && mayHoldSecret(key, value) ? "[redacted]" : walkValue(value, walk, depth + 1)
     if (sanitized !== undefined) {
       // defineProperty, because assigning a key named `__proto__` would silently drop it.
       Object.defineProperty(result, sanitizeKey(key), {

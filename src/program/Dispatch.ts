@@ -1,4 +1,4 @@
-import { Effect, Either, Option, Ref } from "effect"
+import { Clock, Effect, Either, Option, Ref } from "effect"
 import { type DatabaseError, errorType, PushError } from "../domain/Errors.ts"
 import type { ClaimedNotification, DispatchResult, DispatchStatus } from "../domain/Evaluation.ts"
 import { renderMessage } from "../domain/Message.ts"
@@ -9,8 +9,17 @@ import { Store } from "../services/Store.ts"
 /** What the run shares between all the pages it sends. */
 export interface DispatchContext {
   readonly concurrency: number
-  /** Epoch ms on the run's Clock after which no retry starts: what cannot be sent by then is deferred. */
+  /**
+   * Epoch ms on the run's Clock after which no retry starts: what still fails for now is deferred.
+   * First attempts of a page the guard admitted always start, so a page is finished once begun.
+   */
   readonly retryDeadlineMs: number
+  /**
+   * Epoch ms after which not even a first attempt starts. Later than the retry deadline, so that a
+   * page once begun is normally finished, but bounded, so that a provider that stalls every request
+   * cannot hold a run past the Edge Function's wall clock.
+   */
+  readonly sendDeadlineMs: number
   readonly maxAttempts: number
   /**
    * Set by the first send the provider refuses for bad credentials. From then on nothing more is sent:
@@ -79,6 +88,7 @@ const resultOf = (dispatched: Dispatched, retry: RetryOutcome | undefined): Disp
   revoked_token_ids: revokedTokens(retry)
 })
 
+/** A send not attempted: known not delivered, so a later run may try it. */
 const refusedOutcome = (error: PushError): RetryOutcome => ({ _tag: "Failed", error, attempts: 0, deferred: true })
 
 const isRefusal = (outcome: RetryOutcome) => outcome._tag === "Failed" && outcome.error.reason === "authentication"
@@ -94,20 +104,32 @@ const noteRefusals = (context: DispatchContext, outcomes: ReadonlyArray<RetryOut
     : Effect.void
 }
 
-/** Runs `send` unless the credentials were already refused, in which case nothing is sent and all is deferred. */
+/**
+ * Runs `send` unless the credentials were already refused, in which case nothing is sent and every
+ * notification is deferred to the next run.
+ */
 const unlessRefused = (
   context: DispatchContext,
   count: number,
   send: Effect.Effect<ReadonlyArray<RetryOutcome>>
 ): Effect.Effect<ReadonlyArray<RetryOutcome>> =>
-  Ref.get(context.credentialsRefused).pipe(
-    Effect.flatMap(
-      Option.match({
-        onNone: () => send.pipe(Effect.tap((outcomes) => noteRefusals(context, outcomes))),
-        onSome: (error) => Effect.succeed(Array.from({ length: count }, () => refusedOutcome(error)))
-      })
-    )
-  )
+  Effect.gen(function* () {
+    const refused = yield* Ref.get(context.credentialsRefused)
+    const overdue = (yield* Clock.currentTimeMillis) >= context.sendDeadlineMs
+    const stop = Option.isSome(refused) ? refused.value : overdue ? sendingOverdue : undefined
+    if (stop !== undefined) return Array.from({ length: count }, () => refusedOutcome(stop))
+
+    const outcomes = yield* send
+    yield* noteRefusals(context, outcomes)
+    return outcomes
+  })
+
+/** Past the hard deadline nothing more is sent; the rest waits, deferred, for the next run. */
+const sendingOverdue = new PushError({
+  provider: "scheduler",
+  reason: "timeout",
+  message: "the run passed its deadline for sending; the notification is left for the next run"
+})
 
 /** Sends through the provider's batch API when it has one, one request per notification otherwise. */
 const sendAll = (
@@ -129,6 +151,17 @@ const sendAll = (
   ).pipe(Effect.map((outcomes) => outcomes.flat()))
 }
 
+const reachableBy = (provider: PushProviderApi, notification: ClaimedNotification): ClaimedNotification => {
+  const platforms = provider.platforms
+  return platforms === undefined
+    ? notification
+    : { ...notification, tokens: notification.tokens.filter((token) => platforms.includes(token.platform)) }
+}
+
+/** Failures of the run rather than of a mentor: they are reported once, for the run, not per mentor. */
+export const isRunLevelFailure = (error: PushError): boolean =>
+  error.reason === "authentication" || error === sendingOverdue
+
 /**
  * Sends claimed notifications and records every outcome. Three statements whatever their number: the
  * mark that sending has begun, the sends themselves, and the record of what happened.
@@ -141,10 +174,14 @@ export const dispatchAll = (
     const store = yield* Store
     const provider = yield* PushProvider
 
-    // A token revoked between evaluation and claim leaves nothing to send to, which is not an error.
-    const sendable = claimed.filter((notification) => notification.tokens.length > 0)
-    const withoutToken = claimed.filter((notification) => notification.tokens.length === 0)
+    // A token revoked between evaluation and claim, or only devices the provider cannot reach, leave
+    // nothing to send to: the mentor is suppressed for having no usable token, which is not an error.
+    const reachable = claimed.map((notification) => reachableBy(provider, notification))
+    const sendable = reachable.filter((notification) => notification.tokens.length > 0)
+    const withoutToken = reachable.filter((notification) => notification.tokens.length === 0)
 
+    // Once marked, sending and recording are not interrupted: a shutdown waits for the page (bounded by the
+    // deadline and the providers' timeouts) rather than leave sends that happened unrecorded.
     yield* store.markSending(sendable.map((notification) => notification.notification_id))
     const retries = yield* sendAll(provider, sendable.map(requestOf), context)
 
@@ -164,7 +201,7 @@ export const dispatchAll = (
       .pipe(Effect.retry({ times: 1 }))
 
     return all.map(({ dispatched }) => dispatched)
-  })
+  }).pipe(Effect.uninterruptible)
 
 /** Answers what a provider that keeps its own record says was delivered; nothing for one that cannot tell. */
 export const confirmDelivered = (notificationIds: ReadonlyArray<string>) =>

@@ -6,7 +6,7 @@ import { logEvent } from "../services/Logger.ts"
 import type { PushProvider } from "../services/PushProvider.ts"
 import { Store, type StoreError } from "../services/Store.ts"
 import type { DetailLog } from "./DetailLog.ts"
-import { type DispatchContext, type Dispatched, dispatchAll } from "./Dispatch.ts"
+import { type DispatchContext, type Dispatched, dispatchAll, isRunLevelFailure } from "./Dispatch.ts"
 import {
   addEvaluationRows,
   addFailure,
@@ -26,52 +26,46 @@ export interface PageContext {
 }
 
 /**
- * A lost connection ends the run: retrying mentor by mentor against a database that is gone would
- * only turn one clear failure into thousands of lines. A failed statement is retried per mentor.
+ * A lost connection or a database without the scheduler's schema ends the run: retrying mentor by
+ * mentor would only turn one clear failure into thousands of lines. Only a failed statement is
+ * worth narrowing down.
  */
 const isFatal = (error: StoreError): error is DatabaseError =>
-  error._tag === "DatabaseError" && error.reason === "unavailable"
+  error._tag === "DatabaseError" && error.reason !== "query"
 
 /**
- * Runs a bulk step; when the statement fails as a whole, runs it again for each mentor on their own
- * so that only the mentors that really cause the failure are reported.
+ * Runs a bulk step; when the statement fails as a whole, runs each half again, and so on down to
+ * single mentors, so that only the mentors that really cause the failure are reported. A page with
+ * one bad row costs about twice log2(page size) extra statements, not one per mentor.
  */
-const withPerMentorFallback = <K>(
+const withFallbackByHalves = <K>(
   keys: ReadonlyArray<K>,
   step: (keys: ReadonlyArray<K>) => Effect.Effect<void, StoreError>,
   onFailure: (key: K, error: SchedulerError) => void
 ): Effect.Effect<void, DatabaseError> =>
   step(keys).pipe(
-    Effect.catchIf(
-      (error) => !isFatal(error) && keys.length > 1,
-      () =>
-        Effect.forEach(
-          keys,
-          (key) =>
-            step([key]).pipe(
-              Effect.catchIf(
-                (error) => !isFatal(error),
-                (error) => Effect.sync(() => onFailure(key, error))
-              )
-            ),
-          { discard: true }
-        )
-    ),
-    Effect.catchIf(
-      (error) => !isFatal(error),
-      (error) =>
-        Effect.sync(() => {
+    Effect.catchAll((error) => {
+      if (isFatal(error)) return Effect.fail(error)
+
+      if (keys.length <= 1) {
+        return Effect.sync(() => {
           for (const key of keys) onFailure(key, error)
         })
-    ),
-    Effect.mapError((error) => error as DatabaseError)
+      }
+
+      const middle = Math.ceil(keys.length / 2)
+      return Effect.zipRight(
+        withFallbackByHalves(keys.slice(0, middle), step, onFailure),
+        withFallbackByHalves(keys.slice(middle), step, onFailure)
+      )
+    })
   )
 
 const evaluate = (userIds: ReadonlyArray<string>, context: PageContext, verdicts: Verdicts) =>
   Effect.gen(function* () {
     const store = yield* Store
 
-    yield* withPerMentorFallback(
+    yield* withFallbackByHalves(
       userIds,
       (ids) =>
         store.evaluate(ids, context.now, context.scenarios).pipe(
@@ -91,12 +85,18 @@ const claim = (candidates: ReadonlyArray<Candidate>, context: PageContext, verdi
     const claimed: Array<ClaimedNotification> = []
     const failedKeys = new Set<string>()
 
-    yield* withPerMentorFallback(
+    yield* withFallbackByHalves(
       candidates,
       (batch) =>
         store.claim(context.invocationId, batch).pipe(
           Effect.map((claim) => {
             claimed.push(...claim.claimed)
+
+            // An inserted row this run cannot read is not a duplicate: it stays pending for recovery.
+            const unreadable = new Set(claim.invalid.map((row) => row.userId))
+            for (const candidate of batch) {
+              if (unreadable.has(candidate.user_id)) failedKeys.add(candidate.idempotency_key)
+            }
             return addInvalidRows(verdicts, claim.invalid)
           }),
           Effect.flatMap((unattributed) => reportUnattributed(unattributed.length))
@@ -113,16 +113,19 @@ const claim = (candidates: ReadonlyArray<Candidate>, context: PageContext, verdi
 const reportUnattributed = (count: number) =>
   count === 0 ? Effect.void : logEvent("warn", "unattributed_invalid_rows", { count })
 
-/** Candidates that were not inserted lost the race to another run or were already claimed: not sent. */
+/**
+ * Candidates that were not inserted lost the race to another run or were already claimed: not sent. Each inserted
+ * row stands for one candidate, so when a batch holds the same key twice the second is a duplicate too.
+ */
 const markDuplicates = (
   candidates: ReadonlyArray<Candidate>,
   { claimed, failedKeys }: { claimed: ReadonlyArray<ClaimedNotification>; failedKeys: ReadonlySet<string> },
   verdicts: Verdicts,
   detailLog: DetailLog
 ) => {
-  const claimedKeys = new Set(claimed.map((notification) => notification.idempotency_key))
+  const unmatched = new Set(claimed.map((notification) => notification.idempotency_key))
   const duplicates = candidates.filter(
-    (candidate) => !claimedKeys.has(candidate.idempotency_key) && !failedKeys.has(candidate.idempotency_key)
+    (candidate) => !unmatched.delete(candidate.idempotency_key) && !failedKeys.has(candidate.idempotency_key)
   )
 
   return Effect.forEach(
@@ -135,7 +138,7 @@ const markDuplicates = (
   )
 }
 
-/** A refused credential is the run's failure, reported once, not a failure of each mentor. */
+/** A refused credential is the run's matter, reported once, not a failure of each mentor. */
 const addDispatchOutcomes = (verdicts: Verdicts, dispatched: ReadonlyArray<Dispatched>): void => {
   for (const { notification, outcome } of dispatched) {
     const verdict = verdictFor(verdicts, notification.user_id)
@@ -150,7 +153,7 @@ const addDispatchOutcomes = (verdicts: Verdicts, dispatched: ReadonlyArray<Dispa
       case "Deferred":
       case "Failed":
         verdict.failedNotifications += 1
-        if (outcome.error.reason !== "authentication") {
+        if (!isRunLevelFailure(outcome.error)) {
           verdict.failures.push({ error: outcome.error, scenarioType: notification.scenario_type })
         }
     }

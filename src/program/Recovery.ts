@@ -1,4 +1,4 @@
-import { Effect, Option } from "effect"
+import { Clock, Effect, Option } from "effect"
 import { type DatabaseError, errorType, PushError } from "../domain/Errors.ts"
 import type { ReclaimedNotification } from "../domain/Evaluation.ts"
 import { logEvent } from "../services/Logger.ts"
@@ -68,14 +68,8 @@ const countOutcomes = (dispatched: ReadonlyArray<Dispatched>) => ({
   failed: dispatched.filter((d) => d.outcome._tag !== "Dispatched").length
 })
 
-/**
- * Before judging anyone, a run finishes what earlier runs left: notifications deferred for a
- * transient provider failure, and notifications of runs that crashed after claiming them. Each is
- * taken over in the database first, so two runs never send the same one.
- */
-export const recoverAbandoned = (
-  options: RecoveryOptions
-): Effect.Effect<Recovered, DatabaseError, Store | PushProvider> =>
+/** Takes over one batch of what earlier runs left and sends it; answers how many were taken with the totals. */
+const recoverBatch = (options: RecoveryOptions) =>
   Effect.gen(function* () {
     const store = yield* Store
     const { reclaimed, invalid } = yield* store.reclaim(options.invocationId, {
@@ -84,7 +78,7 @@ export const recoverAbandoned = (
       maxAttempts: options.dispatch.maxAttempts
     })
     if (invalid.length > 0) yield* logEvent("warn", "unattributed_invalid_rows", { count: invalid.length })
-    if (reclaimed.length === 0) return nothingRecovered
+    if (reclaimed.length === 0) return { taken: invalid.length, recovered: nothingRecovered }
 
     const unknown = reclaimed.filter((notification) => notification.outcome_unknown)
     const settled = yield* settleUnknown(unknown)
@@ -99,9 +93,38 @@ export const recoverAbandoned = (
       not_delivered: counts.failed
     })
 
-    return {
+    const recovered: Recovered = {
       reclaimed: reclaimed.length,
       dispatched: counts.dispatched + settled.confirmed,
       failed: counts.failed + settled.givenUp
+    }
+    return { taken: reclaimed.length + invalid.length, recovered }
+  })
+
+const addUp = (a: Recovered, b: Recovered): Recovered => ({
+  reclaimed: a.reclaimed + b.reclaimed,
+  dispatched: a.dispatched + b.dispatched,
+  failed: a.failed + b.failed
+})
+
+/**
+ * Before judging anyone, a run finishes what earlier runs left: notifications deferred for a
+ * transient provider failure, and notifications of runs that crashed after claiming them. Each is
+ * taken over in the database first, so two runs never send the same one. It goes on batch after
+ * batch while batches come back full and the run's send deadline has not passed, because a crashed
+ * run can leave more than one batch behind (a page claims up to one notification per scenario and mentor).
+ */
+export const recoverAbandoned = (
+  options: RecoveryOptions
+): Effect.Effect<Recovered, DatabaseError, Store | PushProvider> =>
+  Effect.gen(function* () {
+    let total = nothingRecovered
+
+    while (true) {
+      const batch = yield* recoverBatch(options)
+      total = addUp(total, batch.recovered)
+
+      const beforeDeadline = (yield* Clock.currentTimeMillis) < options.dispatch.retryDeadlineMs
+      if (batch.taken < options.limit || !beforeDeadline) return total
     }
   })

@@ -1,4 +1,5 @@
 import { allScenarioTypes, type ScenarioType } from "../domain/Scenario.ts"
+import type { OverlapPolicy } from "../services/Store.ts"
 
 /** What one run is asked to do. Adapters build it from flags, request bodies and configuration. */
 export interface RunOptions {
@@ -19,6 +20,13 @@ export interface RunOptions {
   readonly claimLeaseMs: number
   /** Sends per notification, across runs, before a transient failure is given up. */
   readonly maxSendAttempts: number
+  /** What to do while another run holds the run lock: stand down (`skip`) or run anyway (`allow`). */
+  readonly overlap: OverlapPolicy
+  /**
+   * How long another run's heartbeat keeps the run lock. A running run renews its own every third of this, so
+   * a run that crashed loses the lock at most this long after its last page.
+   */
+  readonly runLeaseMs: number
 }
 
 export const defaultRunOptions = {
@@ -30,5 +38,8 @@ export const defaultRunOptions = {
   maxDetailLines: 50,
   // Longer than any run may last (an Edge Function gets at most 400 s of wall clock).
   claimLeaseMs: 15 * 60_000,
-  maxSendAttempts: 4
+  maxSendAttempts: 4,
+  overlap: "skip",
+  // Above the longest wall clock an Edge Function gets (400 s), so that a live run is never taken for a dead one.
+  runLeaseMs: 10 * 60_000
 } as const satisfies Omit<RunOptions, "invocationId">

@@ -1,16 +1,18 @@
 import { Cause, Clock, Effect, Exit, type Layer, Option, Ref } from "effect"
 import {
-  addMentorOutcome,
+  addMentorOutcomes,
   addPage,
   addRecovered,
   type BatchStats,
   emptyStats,
+  type MentorOutcome,
   statsFields
 } from "../domain/BatchStats.ts"
 import { errorType, type PushError, type SchedulerError, UnexpectedError } from "../domain/Errors.ts"
-import { logEvent } from "../services/Logger.ts"
+import { logEvent, logRunEvent } from "../services/Logger.ts"
 import type { PushProvider } from "../services/PushProvider.ts"
-import { type MentorRange, type RunOutcome, Store } from "../services/Store.ts"
+import { type MentorRange, type OpenedRun, type RunOutcome, Store } from "../services/Store.ts"
+import { addCoverage, type Coverage, emptyCoverage } from "./Coverage.ts"
 import { type DetailLog, makeDetailLog } from "./DetailLog.ts"
 import type { DispatchContext } from "./Dispatch.ts"
 import { type PageContext, processPage } from "./Page.ts"
@@ -39,6 +41,9 @@ interface RunState {
   readonly resumedFrom: string | null
   readonly opened: boolean
   readonly failure: SchedulerError | null
+  /** The run that held the lock, when this one stood down. */
+  readonly skippedBy: string | null
+  readonly coverage: Coverage
 }
 
 const initialState: RunState = {
@@ -48,7 +53,9 @@ const initialState: RunState = {
   lastEvaluated: null,
   resumedFrom: null,
   opened: false,
-  failure: null
+  failure: null,
+  skippedBy: null,
+  coverage: emptyCoverage
 }
 
 const everyone: MentorRange = { after: null, until: null }
@@ -68,53 +75,64 @@ const segmentsFrom = (resumeCursor: string | null): ReadonlyArray<MentorRange> =
 const resumeCursorOf = (state: RunState): string | null =>
   state.outcome === "partial" ? (state.lastEvaluated ?? state.resumedFrom) : null
 
-/** Folds one page's verdicts into the totals and writes the per-mentor lines. */
-const recordVerdicts = (verdicts: ReadonlyArray<MentorVerdict>, state: Ref.Ref<RunState>, detailLog: DetailLog) =>
-  Effect.forEach(
-    verdicts,
-    (verdict) =>
-      Effect.gen(function* () {
-        yield* Effect.forEach(
-          verdict.failures,
-          (failure) => detailLog.mentorError(verdict.userId, failure.error, failure.scenarioType),
-          { discard: true }
-        )
+const outcomeOf = (verdict: MentorVerdict): MentorOutcome => ({
+  dispatched: verdict.dispatched,
+  suppressed: verdict.suppressed,
+  failed: verdict.failedNotifications,
+  errored: verdict.failures.length > 0
+})
 
-        yield* Ref.update(state, (current) => ({
-          ...current,
-          stats: addMentorOutcome(current.stats, {
-            dispatched: verdict.dispatched,
-            suppressed: verdict.suppressed,
-            failed: verdict.failedNotifications,
-            errored: verdict.failures.length > 0
-          })
-        }))
-      }),
-    { discard: true }
-  )
+/**
+ * Writes the per-mentor lines of one page and folds its verdicts into the totals, in one update for the
+ * page: most mentors have no line to write, and a step per mentor would cost more than judging them.
+ */
+const recordVerdicts = (verdicts: ReadonlyArray<MentorVerdict>, state: Ref.Ref<RunState>, detailLog: DetailLog) =>
+  Effect.gen(function* () {
+    for (const verdict of verdicts) {
+      for (const failure of verdict.failures) {
+        yield* detailLog.mentorError(verdict.userId, failure.error, failure.scenarioType)
+      }
+    }
+
+    yield* Ref.update(state, (current) => ({
+      ...current,
+      stats: addMentorOutcomes(current.stats, verdicts.map(outcomeOf))
+    }))
+  })
 
 /**
  * The timeout guard: a new page starts only while the budget leaves room for one more page as long
- * as the longest so far, and never in the last twentieth of the budget.
+ * as the longest so far, and never in the last twentieth of the budget. The first page always
+ * starts, so that even a budget too small for anything makes progress.
  */
-const makeGuard = (budgetMs: number) =>
+const makeGuard = (budgetMs: number, startedAt: number) =>
   Effect.gen(function* () {
-    const startedAt = yield* Clock.currentTimeMillis
-    const longestPage = yield* Ref.make(0)
+    // The longest page so far, or none before the first.
+    const longestPage = yield* Ref.make(Option.none<number>())
 
     const timePage = <A, E, R>(page: Effect.Effect<A, E, R>) =>
       Effect.gen(function* () {
         const pageStart = yield* Clock.currentTimeMillis
         const result = yield* page
         const took = (yield* Clock.currentTimeMillis) - pageStart
-        yield* Ref.update(longestPage, (longest) => Math.max(longest, took))
+        yield* Ref.update(longestPage, (longest) =>
+          Option.some(
+            Math.max(
+              Option.getOrElse(longest, () => 0),
+              took
+            )
+          )
+        )
         return result
       })
 
     const hasRoomForPage = Effect.gen(function* () {
+      const longest = yield* Ref.get(longestPage)
       const elapsed = (yield* Clock.currentTimeMillis) - startedAt
-      const reserve = Math.max(yield* Ref.get(longestPage), budgetMs / 20)
-      return elapsed + reserve < budgetMs
+      return Option.match(longest, {
+        onNone: () => true,
+        onSome: (pageMs) => elapsed + Math.max(pageMs, budgetMs / 20) < budgetMs
+      })
     })
 
     return { timePage, hasRoomForPage }
@@ -129,11 +147,42 @@ const countRemaining = (segments: ReadonlyArray<MentorRange>, index: number, cur
     return counts.reduce((sum, count) => sum + count, 0)
   })
 
-/** Pages through the active mentors until they are all judged or the budget is spent. */
-const walkMentors = (options: RunOptions, state: Ref.Ref<RunState>, now: Date, dispatch: DispatchContext) =>
+/**
+ * Keeps the run lock: before a page, the heartbeat is renewed once a third of the lease has passed since the last
+ * renewal, so a run of ordinary length never spends a statement on it. A run that finds it lost the lock (another
+ * run took it for dead) says so once and carries on: the claim's unique keys still keep notifications single.
+ */
+const makeHeartbeat = (options: RunOptions) =>
   Effect.gen(function* () {
     const store = yield* Store
-    const guard = yield* makeGuard(options.budgetMs)
+    const lastBeat = yield* Ref.make(yield* Clock.currentTimeMillis)
+    const lost = yield* Ref.make(false)
+
+    return Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      if (options.dryRun || (now - (yield* Ref.get(lastBeat))) * 3 < options.runLeaseMs) return
+
+      const held = yield* store.renewRun(options.invocationId)
+      yield* Ref.set(lastBeat, now)
+      if (!held && !(yield* Ref.getAndSet(lost, true))) {
+        yield* logEvent("warn", "scheduler_run_lock_lost", { run_lease_ms: options.runLeaseMs })
+      }
+    })
+  })
+
+/** Pages through the active mentors until they are all judged or the budget is spent. */
+const walkMentors = (
+  options: RunOptions,
+  state: Ref.Ref<RunState>,
+  now: Date,
+  dispatch: DispatchContext,
+  startedMs: number
+) =>
+  Effect.gen(function* () {
+    const store = yield* Store
+    // The budget counts from the start of the run: opening it and recovering took part of it.
+    const guard = yield* makeGuard(options.budgetMs, startedMs)
+    const heartbeat = yield* makeHeartbeat(options)
     const detailLog = yield* makeDetailLog(options.maxDetailLines)
     const context: PageContext = { ...options, now, detailLog, dispatch }
     const segments = segmentsFrom((yield* Ref.get(state)).resumedFrom)
@@ -144,11 +193,14 @@ const walkMentors = (options: RunOptions, state: Ref.Ref<RunState>, now: Date, d
 
       while (true) {
         if (!(yield* guard.hasRoomForPage)) {
+          // Out of time with nobody left is a completed run: its successor starts a new round, not a resumption.
           const remaining = yield* countRemaining(segments, index, cursor)
-          yield* Ref.update(state, (current) => ({ ...current, outcome: "partial" as const, remaining }))
+          const outcome = remaining > 0 ? ("partial" as const) : ("completed" as const)
+          yield* Ref.update(state, (current) => ({ ...current, outcome, remaining }))
           return yield* detailLog.omitted
         }
 
+        yield* heartbeat
         const page = yield* store.activePage({ after: cursor, until: segment.until }, options.pageSize)
         if (page.length === 0) break
 
@@ -157,7 +209,12 @@ const walkMentors = (options: RunOptions, state: Ref.Ref<RunState>, now: Date, d
         yield* failIfCredentialsRefused(dispatch)
 
         cursor = page[page.length - 1] as string
-        yield* Ref.update(state, (current) => ({ ...current, stats: addPage(current.stats), lastEvaluated: cursor }))
+        yield* Ref.update(state, (current) => ({
+          ...current,
+          stats: addPage(current.stats),
+          lastEvaluated: cursor,
+          coverage: addCoverage(current.coverage, verdicts, options.scenarios)
+        }))
       }
     }
 
@@ -171,16 +228,15 @@ const failIfCredentialsRefused = (dispatch: DispatchContext) =>
     Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: (error) => Effect.fail(error) }))
   )
 
-/**
- * What sending needs for the whole run. Retries only start in the first nine tenths of the budget,
- * leaving the rest for recording results and closing the run.
- */
+/** What sending needs for the whole run: no retry starts once the budget is spent. */
 const makeDispatchContext = (options: RunOptions, startedMs: number) =>
   Ref.make(Option.none<PushError>()).pipe(
     Effect.map(
       (credentialsRefused): DispatchContext => ({
         concurrency: options.dispatchConcurrency,
-        retryDeadlineMs: startedMs + options.budgetMs * 0.9,
+        retryDeadlineMs: startedMs + options.budgetMs,
+        // Another budget (at least 30 s) to finish what was begun: 55 s by default, inside 150 s of wall clock.
+        sendDeadlineMs: startedMs + options.budgetMs + Math.max(options.budgetMs, 30_000),
         maxAttempts: options.maxSendAttempts,
         credentialsRefused
       })
@@ -201,47 +257,86 @@ const recover = (options: RunOptions, state: Ref.Ref<RunState>, dispatch: Dispat
     yield* failIfCredentialsRefused(dispatch)
   })
 
+const notOpened: OpenedRun = { resumeCursor: null, lockedBy: null, abandoned: [] }
+
+/** Runs whose heartbeat had stopped (they crashed or were killed), which opening this run recorded as failed. */
+const logAbandoned = (abandoned: ReadonlyArray<string>) =>
+  abandoned.length === 0
+    ? Effect.void
+    : logEvent("warn", "abandoned_runs_closed", { count: abandoned.length, invocation_ids: abandoned.slice(0, 20) })
+
+/**
+ * Opens the run under the run lock. Answers false when the run must stand down because another run holds the lock
+ * (overlap policy `skip`): it is then already recorded as skipped and does nothing more.
+ */
 const openRun = (options: RunOptions, state: Ref.Ref<RunState>, startedAt: Date) =>
   Effect.gen(function* () {
     const store = yield* Store
 
-    // A dry run writes nothing, not even its own run row, and always starts from the first mentor.
-    const { resumeCursor } = options.dryRun
-      ? { resumeCursor: null }
-      : yield* store.openRun(options.invocationId, startedAt)
-    yield* Ref.update(state, (current) => ({ ...current, opened: !options.dryRun, resumedFrom: resumeCursor }))
+    // A dry run writes nothing, not even its own run row, takes no lock and always starts from the first mentor.
+    const opened = options.dryRun
+      ? notOpened
+      : yield* store.openRun(options.invocationId, startedAt, {
+          overlap: options.overlap,
+          leaseSeconds: Math.ceil(options.runLeaseMs / 1000)
+        })
+    yield* logAbandoned(opened.abandoned)
+
+    if (opened.lockedBy !== null) {
+      yield* Ref.update(state, (current) => ({
+        ...current,
+        opened: true,
+        outcome: "skipped" as const,
+        skippedBy: opened.lockedBy
+      }))
+      yield* logRunEvent("info", "scheduler_run_skipped", { holder_invocation_id: opened.lockedBy, overlap: "skip" })
+      return false
+    }
+    yield* Ref.update(state, (current) => ({ ...current, opened: !options.dryRun, resumedFrom: opened.resumeCursor }))
 
     const totalActive = yield* store.countActive(everyone)
     yield* Ref.update(state, (current) => ({ ...current, stats: emptyStats(totalActive) }))
 
-    if (resumeCursor !== null) {
-      yield* logEvent("info", "scheduler_run_resumed", { resume_cursor: resumeCursor })
+    if (opened.resumeCursor !== null) {
+      yield* logEvent("info", "scheduler_run_resumed", { resume_cursor: opened.resumeCursor })
     }
+    return true
   })
 
-/** Writes the run's row; a failure to do so is reported but does not change what the run did. */
+const reportRecordFailure = (record: string) => (error: SchedulerError) =>
+  logEvent("error", "scheduler_run_record_failed", {
+    record,
+    error_type: errorType(error),
+    error_message: error.message
+  })
+
+/**
+ * Writes what the run covered per organisation and scenario, then the run's row. A failure to write either is
+ * reported but does not change what the run did.
+ */
 const finishRun = (options: RunOptions, state: Ref.Ref<RunState>) =>
   Effect.gen(function* () {
     const store = yield* Store
     const finished = yield* Ref.get(state)
     if (!finished.opened) return
+    const finishedAt = new Date(yield* Clock.currentTimeMillis)
+
+    yield* store
+      .recordCoverage([...finished.coverage.values()], finishedAt)
+      .pipe(Effect.catchAll(reportRecordFailure("scenario_evaluation_config")))
 
     yield* store
       .finishRun({
         invocationId: options.invocationId,
-        finishedAt: new Date(yield* Clock.currentTimeMillis),
+        finishedAt,
         outcome: finished.outcome,
         stats: finished.stats,
-        resumeCursor: resumeCursorOf(finished)
+        resumeCursor: resumeCursorOf(finished),
+        resumedFrom: finished.resumedFrom,
+        overlap: options.overlap,
+        skippedBy: finished.skippedBy
       })
-      .pipe(
-        Effect.catchAll((error) =>
-          logEvent("error", "scheduler_run_record_failed", {
-            error_type: errorType(error),
-            error_message: error.message
-          })
-        )
-      )
+      .pipe(Effect.catchAll(reportRecordFailure("scheduler_runs")))
   })
 
 /** A run interrupted from outside (shutdown, wall-clock limit) ends as partial at the last finished page. */
@@ -266,13 +361,19 @@ const failureOf = (cause: Cause.Cause<SchedulerError>): Option.Option<SchedulerE
 const logFailure = (state: Ref.Ref<RunState>, failure: SchedulerError) =>
   Effect.gen(function* () {
     yield* Ref.update(state, (current) => ({ ...current, outcome: "failed" as const, failure }))
-    yield* logEvent("error", "scheduler_run_failed", {
-      error_type: errorType(failure),
-      error_message: failure.message
+    const type = errorType(failure)
+    yield* logRunEvent("error", "scheduler_run_failed", {
+      error_type: type,
+      error_message: failure.message,
+      ...(type === "database_schema_mismatch" ? { hint: "apply supabase/migrations: scenario-scheduler migrate" } : {})
     })
   })
 
 const completionLevel = { completed: "info", partial: "warn", failed: "error", skipped: "info" } as const
+
+/** A run that completed but failed some mentors is worth a look: it says so at warn. */
+const levelOf = (finished: RunState) =>
+  finished.outcome === "completed" && finished.stats.errors > 0 ? "warn" : completionLevel[finished.outcome]
 
 const logCompletion = (options: RunOptions, state: Ref.Ref<RunState>, startedMs: number, omitted: Ref.Ref<number>) =>
   Effect.gen(function* () {
@@ -281,13 +382,13 @@ const logCompletion = (options: RunOptions, state: Ref.Ref<RunState>, startedMs:
     const resumeCursor = resumeCursorOf(finished)
 
     if (finished.outcome === "partial") {
-      yield* logEvent("warn", "scheduler_run_partial", {
+      yield* logRunEvent("warn", "scheduler_run_partial", {
         remaining: finished.remaining,
         resume_cursor: resumeCursor
       })
     }
 
-    yield* logEvent(completionLevel[finished.outcome], "scheduler_run_completed", {
+    yield* logRunEvent(levelOf(finished), "scheduler_run_completed", {
       ...statsFields(finished.stats),
       duration_ms: durationMs,
       partial: finished.outcome === "partial",
@@ -331,27 +432,30 @@ export const runScheduler = <R>(
     const state = yield* Ref.make(initialState)
     const omitted = yield* Ref.make(0)
 
-    yield* logEvent("info", "scheduler_run_started", {
+    yield* logRunEvent("info", "scheduler_run_started", {
       scenarios: options.scenarios,
       budget_ms: options.budgetMs,
       page_size: options.pageSize,
       dry_run: options.dryRun,
+      overlap: options.overlap,
       now: now.toISOString()
     })
 
     const run = Effect.gen(function* () {
       const dispatch = yield* makeDispatchContext(options, startedMs)
 
-      yield* openRun(options, state, new Date(startedMs))
+      if (!(yield* openRun(options, state, new Date(startedMs)))) return
       yield* recover(options, state, dispatch)
-      yield* Ref.set(omitted, yield* walkMentors(options, state, now, dispatch))
+      yield* Ref.set(omitted, yield* walkMentors(options, state, now, dispatch, startedMs))
     }).pipe(
       Effect.onExit((exit) => (Exit.isInterrupted(exit) ? markInterrupted(state) : Effect.void)),
       Effect.tapErrorCause((cause) =>
         Option.match(failureOf(cause), { onNone: () => Effect.void, onSome: (failure) => logFailure(state, failure) })
       ),
       Effect.ensuring(finishRun(options, state)),
-      Effect.provide(services)
+      Effect.provide(services),
+      // Also when the shutdown comes while the services are still being built.
+      Effect.onInterrupt(() => markInterrupted(state))
     )
 
     yield* run.pipe(

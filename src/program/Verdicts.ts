@@ -12,6 +12,8 @@ export interface MentorFailure {
 /** Everything the run learnt about one mentor in this page. */
 export interface MentorVerdict {
   readonly userId: string
+  /** Known once the evaluation answered a row for the mentor; null when it never did. */
+  organisationId: string | null
   readonly candidates: Array<Candidate>
   readonly suppressed: Array<SuppressionReason>
   readonly failures: Array<MentorFailure>
@@ -27,6 +29,7 @@ export const verdictFor = (verdicts: Verdicts, userId: string): MentorVerdict =>
 
   const created: MentorVerdict = {
     userId,
+    organisationId: null,
     candidates: [],
     suppressed: [],
     failures: [],
@@ -46,6 +49,7 @@ const evaluationErrors = {
 export const addEvaluationRows = (verdicts: Verdicts, rows: ReadonlyArray<EvaluationRow>): void => {
   for (const row of rows) {
     const verdict = verdictFor(verdicts, row.user_id)
+    verdict.organisationId = row.organisation_id
 
     switch (row.status) {
       case "candidate":

@@ -374,6 +374,7 @@ export const make = (options: ExpoOptions): Effect.Effect<ExpoPushApi> =>
 
     return {
       name: PROVIDER,
+      platforms: ["expo"],
       send: (request) => Effect.flatMap(sendBatch([request]), ([answer]) => answer),
       sendBatch,
       checkReceipts: (tickets) =>

@@ -296,6 +296,7 @@ export const make = (options: FcmOptions): Effect.Effect<PushProviderApi, Invali
 
     return PushProvider.of({
       name: PROVIDER,
+      platforms: ["fcm"],
       send: (request) =>
         Effect.gen(function* () {
           if (!request.tokens.some((token) => token.platform === "fcm")) {

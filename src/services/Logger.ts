@@ -269,6 +269,16 @@ export const logEvent = (
   fields: Readonly<Record<string, unknown>> = {}
 ): Effect.Effect<void> => Effect.logWithLevel(logLevels[level], { ...fields, event })
 
+/**
+ * Logs a line the log contract requires of every run (started, partial, failed, completed): it is
+ * written whatever minimum level the operator set, so that a quiet log still shows each run.
+ */
+export const logRunEvent = (
+  level: Level,
+  event: string,
+  fields: Readonly<Record<string, unknown>> = {}
+): Effect.Effect<void> => logEvent(level, event, fields).pipe(Logger.withMinimumLogLevel(LogLevel.All))
+
 interface DenoGlobal {
   readonly stdout: { readonly writeSync: (bytes: Uint8Array) => number }
 }

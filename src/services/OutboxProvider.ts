@@ -1,6 +1,6 @@
 import { appendFile, mkdir, readFile } from "node:fs/promises"
 import { dirname } from "node:path"
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer } from "effect"
 import { PushError } from "../domain/Errors.ts"
 import { PushProvider, type PushRequest } from "./PushProvider.ts"
 
@@ -21,32 +21,57 @@ const outboxLine = (request: PushRequest, at: Date): string =>
     devices: request.tokens.length
   })}\n`
 
-export const make = (path: string) =>
+const delivered = (request: PushRequest) =>
+  request.tokens.map((token) => ({ tokenId: token.id, outcome: "delivered" as const }))
+
+export interface OutboxOptions {
+  /**
+   * How long each message takes to "send", as a push service's round trip would. Zero (the default) writes at
+   * once; a delay shows locally how the timeout guard, deferral and crash recovery behave with a slow provider.
+   */
+  readonly delayMs?: number | undefined
+}
+
+export const make = (path: string, options: OutboxOptions = {}) =>
   Effect.gen(function* () {
     yield* Effect.tryPromise({
       try: () => mkdir(dirname(path), { recursive: true }),
       catch: (cause) => new PushError({ provider: "outbox", reason: "unavailable", message: String(cause) })
     })
 
+    const append = (text: string) =>
+      Effect.tryPromise({
+        try: () => appendFile(path, text),
+        catch: (cause) =>
+          new PushError({
+            provider: "outbox",
+            reason: "unavailable",
+            message: cause instanceof Error ? cause.message : "outbox write failed"
+          })
+      })
+
+    const currentDate = Effect.clockWith((clock) => clock.currentTimeMillis).pipe(Effect.map((ms) => new Date(ms)))
+
+    // One append per call: an O_APPEND write never interleaves with another process's lines.
+    const sendBatch = (requests: ReadonlyArray<PushRequest>) =>
+      Effect.gen(function* () {
+        const now = yield* currentDate
+        yield* append(requests.map((request) => outboxLine(request, now)).join(""))
+        return requests.map((request) => Either.right(delivered(request)))
+      }).pipe(Effect.catchAll((error) => Effect.succeed(requests.map(() => Either.left(error)))))
+
     return PushProvider.of({
       name: "outbox",
       send: (request) =>
         Effect.gen(function* () {
-          const now = new Date(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
-
-          // One append per message: O_APPEND writes of one line never interleave between concurrent sends.
-          yield* Effect.tryPromise({
-            try: () => appendFile(path, outboxLine(request, now)),
-            catch: (cause) =>
-              new PushError({
-                provider: "outbox",
-                reason: "unavailable",
-                message: cause instanceof Error ? cause.message : "outbox write failed"
-              })
-          })
-
-          return request.tokens.map((token) => ({ tokenId: token.id, outcome: "delivered" as const }))
+          if (options.delayMs) yield* Effect.sleep(options.delayMs)
+          yield* append(outboxLine(request, yield* currentDate))
+          return delivered(request)
         }),
+
+      // A page's messages in one write rather than one file open per message. A delay is a per-message round trip,
+      // so with one the messages go one by one through `send`.
+      ...(options.delayMs ? {} : { sendBatch }),
 
       confirmDelivered: (notificationIds) => deliveredAmong(path, notificationIds)
     })
@@ -79,4 +104,5 @@ const deliveredAmong = (path: string, notificationIds: ReadonlyArray<string>) =>
     })
   )
 
-export const layer = (path: string): Layer.Layer<PushProvider, PushError> => Layer.effect(PushProvider, make(path))
+export const layer = (path: string, options: OutboxOptions = {}): Layer.Layer<PushProvider, PushError> =>
+  Layer.effect(PushProvider, make(path, options))

@@ -72,6 +72,13 @@ export const fcmSettings = Config.all({
   oauthUrl: Config.option(Config.string("FCM_OAUTH_URL"))
 })
 
+export const outboxSettings = Config.all({
+  delayMs: Config.integer("OUTBOX_DELAY_MS").pipe(
+    Config.validate({ message: "must be between 0 and 60000", validation: (n) => n >= 0 && n <= 60_000 }),
+    Config.withDefault(0)
+  )
+})
+
 export const expoSettings = Config.all({
   baseUrl: baseUrl("EXPO_BASE_URL", DEFAULT_EXPO_BASE_URL),
   accessToken: optionalSecret("EXPO_ACCESS_TOKEN")
@@ -165,7 +172,9 @@ const providerLayer = (
 ): Effect.Effect<Layer.Layer<PushProvider, InvalidConfigError | PushError>, InvalidConfigError> => {
   switch (name) {
     case "outbox":
-      return Effect.succeed(OutboxProvider.layer(outboxPath))
+      return Effect.map(Effect.mapError(outboxSettings, fromConfigError), (settings) =>
+        OutboxProvider.layer(outboxPath, settings)
+      )
     case "fcm":
       return Effect.map(fcmOptions, FcmProvider.layer)
     case "expo":

@@ -21,6 +21,8 @@ export type TokenDelivery =
 
 export interface PushProviderApi {
   readonly name: string
+  /** The device platforms it can reach; a mentor's tokens of other platforms are not sent to. All when absent. */
+  readonly platforms?: ReadonlyArray<PushTokenRow["platform"]>
   /** Fails only when nothing at all could be attempted; per-device failures are in the answer. */
   readonly send: (request: PushRequest) => Effect.Effect<ReadonlyArray<TokenDelivery>, PushError>
   /**

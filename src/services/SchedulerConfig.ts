@@ -1,6 +1,7 @@
 import { Config, LogLevel } from "effect"
 import { allScenarioTypes, type ScenarioType } from "../domain/Scenario.ts"
 import { defaultRunOptions, type RunOptions } from "../program/RunOptions.ts"
+import type { OverlapPolicy } from "./Store.ts"
 
 /**
  * The settings every adapter reads from the environment. Flags and request bodies may narrow a
@@ -30,6 +31,11 @@ export const runSettings = Config.all({
   maxSendAttempts: Config.integer("SCHEDULER_MAX_SEND_ATTEMPTS").pipe(
     Config.validate({ message: "must be between 1 and 20", validation: (n) => n >= 1 && n <= 20 }),
     Config.withDefault(defaultRunOptions.maxSendAttempts)
+  ),
+  overlap: Config.literal("skip", "allow")("SCHEDULER_OVERLAP").pipe(Config.withDefault(defaultRunOptions.overlap)),
+  runLeaseMs: Config.integer("SCHEDULER_RUN_LEASE_MS").pipe(
+    Config.validate({ message: "must not be negative", validation: (n) => n >= 0 }),
+    Config.withDefault(defaultRunOptions.runLeaseMs)
   )
 })
 
@@ -43,6 +49,7 @@ export interface RunRequest {
   readonly budgetMs?: number | undefined
   readonly pageSize?: number | undefined
   readonly dryRun?: boolean | undefined
+  readonly overlap?: OverlapPolicy | undefined
 }
 
 export const runOptionsFor = (settings: RunSettings, request: RunRequest): RunOptions => ({
@@ -52,7 +59,8 @@ export const runOptionsFor = (settings: RunSettings, request: RunRequest): RunOp
   scenarios: request.scenarios ?? allScenarioTypes,
   budgetMs: request.budgetMs ?? settings.budgetMs,
   pageSize: request.pageSize ?? settings.pageSize,
-  dryRun: request.dryRun ?? false
+  dryRun: request.dryRun ?? false,
+  overlap: request.overlap ?? settings.overlap
 })
 
 export const logLevel = Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))

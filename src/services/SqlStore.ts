@@ -1,12 +1,17 @@
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Effect, Either, Layer, Schema } from "effect"
-import { statsFields } from "../domain/BatchStats.ts"
-import { DatabaseError, InvalidRowError } from "../domain/Errors.ts"
+import { Effect, Layer } from "effect"
+import { DatabaseError, type DatabaseErrorNames, databaseErrorMessage, databaseErrorReason } from "../domain/Errors.ts"
 import { type Candidate, ClaimedNotification, EvaluationRow, ReclaimedNotification } from "../domain/Evaluation.ts"
-import { type Claim, type Evaluation, type InvalidRow, type Reclaim, Store, type StoreApi } from "./Store.ts"
-
-/** SQLSTATE classes and socket errors that mean the server is gone rather than the statement wrong. */
-const unavailableCodes = /^(08|57P0|53300|ECONN|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|EPIPE|EHOSTUNREACH)/
+import {
+  type Claim,
+  type Evaluation,
+  finishedRunStats,
+  type Reclaim,
+  type ScenarioCoverage,
+  Store,
+  type StoreApi
+} from "./Store.ts"
+import { CountRow, decodeAll, decodeEach, OpenRunRow, PageRow, RenewRunRow } from "./StoreRows.ts"
 
 const codeOf = (cause: unknown): string | undefined => {
   if (typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string") {
@@ -21,49 +26,33 @@ const messageOf = (cause: unknown, fallback: string): string =>
 /** Turns a driver error into the program's DatabaseError, keeping the SQLSTATE and dropping driver internals. */
 export const fromSqlError = (error: SqlError.SqlError): DatabaseError => {
   const code = codeOf(error.cause)
-  const cannotConnect = /connect|connection timed out|terminat/i.test(error.message)
-  const reason = (code !== undefined && unavailableCodes.test(code)) || cannotConnect ? "unavailable" : "query"
+  const serverMessage = messageOf(error.cause, error.message)
+  const reason = databaseErrorReason(code, `${error.message} ${serverMessage}`)
 
-  return new DatabaseError({ reason, code, message: messageOf(error.cause, error.message), cause: error.cause })
+  return new DatabaseError({
+    reason,
+    code,
+    message: databaseErrorMessage(reason, code, serverMessage, namesOf(error.cause)),
+    cause: error.cause
+  })
 }
+
+const nameField = (cause: object, field: "table" | "column" | "constraint"): string | undefined => {
+  const value = (cause as Record<string, unknown>)[field]
+  return typeof value === "string" ? value : undefined
+}
+
+const namesOf = (cause: unknown): DatabaseErrorNames =>
+  typeof cause === "object" && cause !== null
+    ? {
+        table: nameField(cause, "table"),
+        column: nameField(cause, "column"),
+        constraint: nameField(cause, "constraint")
+      }
+    : {}
 
 /** Postgres array literal for values that need no quoting (uuids, scenario names). */
 const arrayLiteral = (values: ReadonlyArray<string>): string => `{${values.join(",")}}`
-
-const UserIdOnly = Schema.Struct({ user_id: Schema.UUID })
-
-/** Decodes rows one by one so that one malformed row costs one mentor, not the page. */
-const decodeEach = <A, I>(schema: Schema.Schema<A, I>, entity: string, rows: ReadonlyArray<unknown>) => {
-  const decode = Schema.decodeUnknownEither(schema)
-  const valid: Array<A> = []
-  const invalid: Array<InvalidRow> = []
-
-  for (const row of rows) {
-    Either.match(decode(row), {
-      onRight: (value) => valid.push(value),
-      onLeft: (parseError) => {
-        const owner = Schema.decodeUnknownOption(UserIdOnly)(row)
-        invalid.push({
-          userId: owner._tag === "Some" ? owner.value.user_id : null,
-          error: new InvalidRowError({ entity, message: parseError.message })
-        })
-      }
-    })
-  }
-
-  return { valid, invalid }
-}
-
-const CountRow = Schema.Struct({ count: Schema.Union(Schema.Number, Schema.NumberFromString) })
-const PageRow = Schema.Struct({ user_id: Schema.UUID })
-const OpenRunRow = Schema.Struct({ resume_cursor: Schema.NullOr(Schema.UUID) })
-
-const decodeAll =
-  <A, I>(schema: Schema.Schema<A, I>, entity: string) =>
-  (rows: ReadonlyArray<unknown>) =>
-    Schema.decodeUnknown(Schema.Array(schema))(rows).pipe(
-      Effect.mapError((parseError) => new InvalidRowError({ entity, message: parseError.message }))
-    )
 
 /** The store over any @effect/sql client: a Postgres server, Supabase's database or the embedded PGlite. */
 export const makeSqlStore = Effect.gen(function* () {
@@ -72,18 +61,38 @@ export const makeSqlStore = Effect.gen(function* () {
   const run = <A>(statement: Effect.Effect<A, SqlError.SqlError>) => Effect.mapError(statement, fromSqlError)
 
   const api: StoreApi = {
-    openRun: (invocationId, startedAt) =>
+    openRun: (invocationId, startedAt, lock) =>
       run(
-        sql`select resume_cursor from scheduler_open_run(${invocationId}::uuid, ${startedAt.toISOString()}::timestamptz)`
+        sql`select resume_cursor, locked_by, abandoned from scheduler_open_run(${invocationId}::uuid, ${startedAt.toISOString()}::timestamptz, ${lock.overlap}, ${lock.leaseSeconds}::integer)`
       ).pipe(
         Effect.flatMap(decodeAll(OpenRunRow, "scheduler_runs")),
-        Effect.map((rows) => ({ resumeCursor: rows[0]?.resume_cursor ?? null }))
+        Effect.map((rows) => ({
+          resumeCursor: rows[0]?.resume_cursor ?? null,
+          lockedBy: rows[0]?.locked_by ?? null,
+          abandoned: rows[0]?.abandoned ?? []
+        }))
+      ),
+
+    renewRun: (invocationId) =>
+      run(sql`select scheduler_renew_run(${invocationId}::uuid) as renewed`).pipe(
+        Effect.flatMap(decodeAll(RenewRunRow, "scheduler_runs")),
+        Effect.map((rows) => rows[0]?.renewed ?? false),
+        Effect.catchTag("InvalidRowError", (error) =>
+          Effect.fail(new DatabaseError({ reason: "query", message: error.message }))
+        )
       ),
 
     finishRun: (finished) =>
       run(
-        sql`select scheduler_finish_run(${finished.invocationId}::uuid, ${finished.finishedAt.toISOString()}::timestamptz, ${finished.outcome}, ${JSON.stringify(statsFields(finished.stats))}::jsonb, ${finished.resumeCursor}::uuid)`
+        sql`select scheduler_finish_run(${finished.invocationId}::uuid, ${finished.finishedAt.toISOString()}::timestamptz, ${finished.outcome}, ${JSON.stringify(finishedRunStats(finished))}::jsonb, ${finished.resumeCursor}::uuid)`
       ).pipe(Effect.asVoid),
+
+    recordCoverage: (coverage, evaluatedAt) =>
+      coverage.length === 0
+        ? Effect.void
+        : run(
+            sql`select scheduler_record_coverage(${JSON.stringify(coverage.map(coverageRow))}::jsonb, ${evaluatedAt.toISOString()}::timestamptz)`
+          ).pipe(Effect.asVoid),
 
     countActive: (range) =>
       run(sql`select scheduler_count_active(${range.after}::uuid, ${range.until}::uuid) as count`).pipe(
@@ -144,5 +153,11 @@ export const makeSqlStore = Effect.gen(function* () {
 })
 
 const encodeCandidates = (candidates: ReadonlyArray<Candidate>): string => JSON.stringify(candidates)
+
+const coverageRow = (coverage: ScenarioCoverage) => ({
+  organisation_id: coverage.organisationId,
+  scenario_type: coverage.scenarioType,
+  evaluated: coverage.evaluated
+})
 
 export const layer: Layer.Layer<Store, never, SqlClient.SqlClient> = Layer.effect(Store, makeSqlStore)

@@ -1,5 +1,5 @@
 import { Context, type Effect } from "effect"
-import type { BatchStats } from "../domain/BatchStats.ts"
+import { type BatchStats, statsFields } from "../domain/BatchStats.ts"
 import type { DatabaseError, InvalidRowError } from "../domain/Errors.ts"
 import type {
   Candidate,
@@ -18,12 +18,53 @@ export interface MentorRange {
 
 export type RunOutcome = "running" | "completed" | "partial" | "failed" | "skipped"
 
+/**
+ * What a run does when another run holds the run lock: `skip` stands down (recorded as skipped), `allow` runs
+ * anyway and relies on the claim's unique keys alone to keep notifications single.
+ */
+export type OverlapPolicy = "skip" | "allow"
+
+export interface RunLock {
+  readonly overlap: OverlapPolicy
+  /** A running run whose heartbeat is older than this has stopped: it no longer holds the lock. */
+  readonly leaseSeconds: number
+}
+
+export interface OpenedRun {
+  /** Where the previous run stopped, when it stopped early. */
+  readonly resumeCursor: string | null
+  /** Under `skip`, the run holding the lock: this run is already recorded as skipped and must do nothing. */
+  readonly lockedBy: string | null
+  /** Runs that stopped renewing their heartbeat (they crashed or were killed), closed as failed by this opening. */
+  readonly abandoned: ReadonlyArray<string>
+}
+
 export interface FinishedRun {
   readonly invocationId: string
   readonly finishedAt: Date
   readonly outcome: RunOutcome
   readonly stats: BatchStats
   readonly resumeCursor: string | null
+  /** The cursor this run resumed after, when it continued a partial run. */
+  readonly resumedFrom: string | null
+  readonly overlap: OverlapPolicy
+  /** The run that held the lock, when this one was skipped. */
+  readonly skippedBy: string | null
+}
+
+/** The `stats` column of a finished run's row: the totals in the log's snake_case, and how the run started. */
+export const finishedRunStats = (run: FinishedRun) => ({
+  ...statsFields(run.stats),
+  resumed_from: run.resumedFrom,
+  overlap: run.overlap,
+  skipped_by: run.skippedBy
+})
+
+/** How many mentors of one organisation a run judged one scenario for. */
+export interface ScenarioCoverage {
+  readonly organisationId: string
+  readonly scenarioType: ScenarioType
+  readonly evaluated: number
 }
 
 /** A row that could not be decoded, kept with the mentor it belongs to (when even that could be read). */
@@ -60,12 +101,19 @@ export interface ReclaimOptions {
  * of mentors it concerns, so a run costs a fixed number of round trips per page.
  */
 export interface StoreApi {
-  /** Records the start of a run; answers where the previous run stopped, if it stopped early. */
-  readonly openRun: (
-    invocationId: string,
-    startedAt: Date
-  ) => Effect.Effect<{ resumeCursor: string | null }, StoreError>
+  /**
+   * Records the start of a run under the run lock; answers where the previous run stopped, if it stopped early,
+   * or, when the lock is held and the policy is `skip`, which run holds it.
+   */
+  readonly openRun: (invocationId: string, startedAt: Date, lock: RunLock) => Effect.Effect<OpenedRun, StoreError>
+  /** Renews the run's heartbeat; answers false when the run had lost the lock (another run closed it as expired). */
+  readonly renewRun: (invocationId: string) => Effect.Effect<boolean, DatabaseError>
   readonly finishRun: (run: FinishedRun) => Effect.Effect<void, DatabaseError>
+  /** Writes `last_evaluated_count` and `last_evaluated_at` of `scenario_evaluation_config`, in one statement. */
+  readonly recordCoverage: (
+    coverage: ReadonlyArray<ScenarioCoverage>,
+    evaluatedAt: Date
+  ) => Effect.Effect<void, DatabaseError>
   readonly countActive: (range: MentorRange) => Effect.Effect<number, StoreError>
   /** The next page of active mentors' ids in the range, in user_id order. */
   readonly activePage: (range: MentorRange, limit: number) => Effect.Effect<ReadonlyArray<string>, StoreError>

@@ -84,10 +84,6 @@ create table public.scenario_notifications (
   last_error_type text,
   created_at timestamptz not null default now(),
   dispatched_at timestamptz,
-  -- When the owning run (invocation_id) took the notification: a run that crashed loses it after a lease.
-  claimed_at timestamptz not null default now(),
-  -- Set just before the send; a pending row with this set and no result is one whose outcome is unknown.
-  dispatch_started_at timestamptz,
   unique (user_id, scenario_type, cooldown_window_start)
 );
 

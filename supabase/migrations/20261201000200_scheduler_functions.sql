@@ -27,7 +27,7 @@ exception
 end
 $$;
 
--- A whole number of at least p_min read from a scenario's params. A missing key (or JSON null) gives p_default;
+-- A whole number of at least p_min (and at most 3650) read from a scenario's params. A missing key (or JSON null) gives p_default;
 -- anything else that is not such a number gives null, which the evaluation reports as invalid_scenario_config.
 create function public.scheduler_param_integer(p_params jsonb, p_key text, p_default integer, p_min integer)
 returns integer
@@ -41,7 +41,8 @@ as $$
       p_default
     when pg_catalog.jsonb_typeof(p_params -> p_key) = 'number' then
       case
-        when (p_params -> p_key)::numeric between p_min and 2147483647
+        -- Past ten years a number of days is a mistake, and date arithmetic near the integer limit overflows.
+        when (p_params -> p_key)::numeric between p_min and 3650
           and (p_params -> p_key)::numeric = pg_catalog.trunc((p_params -> p_key)::numeric)
         then ((p_params -> p_key)::numeric)::integer
       end
@@ -135,8 +136,8 @@ $$;
 -- idempotency_key is '<user_id>:<scenario_type>:<evaluation_date as YYYY-MM-DD>'. It is readable and unique by
 -- construction, where a hash would only add a (tiny) chance of collision; it holds nothing but ids and a date.
 -- cooldown_window_start is evaluation_date rounded down to a multiple of cooldown_days counted from 1970-01-01.
--- A due scenario is in cooldown when a notification of the same mentor and scenario has an evaluation_date within
--- the last cooldown_days, or the same cooldown window (the claim's unique key would refuse it anyway).
+-- A due scenario is in cooldown when a notification of the same mentor and scenario has an evaluation_date less than
+-- cooldown_days away, or the same cooldown window (the claim's unique key would refuse it anyway).
 create function public.scheduler_evaluate(p_user_ids uuid[], p_now timestamptz, p_scenarios text[])
 returns table (
   user_id uuid,
@@ -203,7 +204,7 @@ as $$
   checked as (
     select
       s.*,
-      s.params_readable and s.cooldown_days >= 1 and case s.scenario_type
+      s.params_readable and s.cooldown_days between 1 and 3650 and case s.scenario_type
         when 'inactivity' then s.inactivity_days is not null
         when 'milestone' then s.thresholds is not null
         when 'expiry' then s.warning_days is not null
@@ -289,7 +290,8 @@ as $$
     select distinct d.user_id, d.scenario_type
     from due as d
     join public.scenario_notifications as n on n.user_id = d.user_id and n.scenario_type = d.scenario_type
-    where n.evaluation_date > d.evaluation_date - d.cooldown_days
+    -- Within cooldown_days on either side: a notification dated ahead (a run given a later `now`) counts too.
+    where (n.evaluation_date > d.evaluation_date - d.cooldown_days and n.evaluation_date < d.evaluation_date + d.cooldown_days)
       or n.cooldown_window_start = d.cooldown_window_start
   ),
   verdicts as (

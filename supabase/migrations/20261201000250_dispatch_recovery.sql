@@ -7,6 +7,12 @@
 --     mentor twice, so the later run is told the outcome is unknown and decides with the provider.
 -- A 'deferred' row was tried and is known not to be delivered (a transient provider failure): a later run retries it.
 
+-- When the owning run (invocation_id) took the notification: a run that crashed loses it after a lease.
+alter table public.scenario_notifications add column if not exists claimed_at timestamptz not null default now();
+
+-- Set just before the send; a pending row with this set and no result is one whose outcome is unknown.
+alter table public.scenario_notifications add column if not exists dispatch_started_at timestamptz;
+
 -- Marks claimed notifications as about to be sent. Answers how many it marked.
 create function public.scheduler_mark_sending(p_notification_ids uuid[])
 returns integer

@@ -27,6 +27,12 @@ export interface FakeOptions {
   readonly evaluateMs?: number
   /** Every statement fails as though the server were gone. */
   readonly unavailable?: boolean
+  /** Another run holds the run lock: a run under the skip policy stands down. */
+  readonly lockedBy?: string
+  /** The evaluation function is missing, as on a database nobody migrated. */
+  readonly schemaMissing?: boolean
+  /** The push provider refuses the run's credentials on every send. */
+  readonly credentialsRefused?: boolean
 }
 
 export interface FakeWorld {
@@ -35,6 +41,9 @@ export interface FakeWorld {
   readonly claimedKeys: Set<string>
   readonly recorded: Array<DispatchResult>
   readonly finishedRuns: Array<Parameters<StoreApi["finishRun"]>[0]>
+  readonly coverage: Array<Parameters<StoreApi["recordCoverage"]>[0]>
+  /** How many evaluate statements the program issued. */
+  readonly evaluations: () => number
 }
 
 const organisationId = "00000000-0000-4000-8000-000000000001"
@@ -60,7 +69,7 @@ const rowsOf = (mentor: FakeMentor, scenarios: ReadonlyArray<ScenarioType>): Arr
       reason: entry.reason
     }))
   ]
-  return rows.length > 0 ? rows : [{ user_id: mentor.userId, status: "none" }]
+  return rows.length > 0 ? rows : [{ user_id: mentor.userId, organisation_id: organisationId, status: "none" }]
 }
 
 const inRange = (userId: string, range: MentorRange) =>
@@ -73,7 +82,8 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
     sent: [] as Array<PushRequest>,
     claimedKeys: new Set<string>(),
     recorded: [] as Array<DispatchResult>,
-    finishedRuns: [] as FakeWorld["finishedRuns"]
+    finishedRuns: [] as FakeWorld["finishedRuns"],
+    coverage: [] as FakeWorld["coverage"]
   }
 
   const gone = () =>
@@ -81,16 +91,36 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
       new DatabaseError({ reason: "unavailable", code: "ECONNREFUSED", message: "connect ECONNREFUSED 127.0.0.1:1" })
     )
   const guard = <A>(effect: Effect.Effect<A, DatabaseError>) => (options.unavailable ? gone() : effect)
+  let evaluations = 0
 
   const store: StoreApi = {
-    openRun: () => guard(Effect.succeed({ resumeCursor: null })),
+    openRun: (_invocationId, _startedAt, lock) =>
+      guard(
+        Effect.succeed({
+          resumeCursor: null,
+          lockedBy: lock.overlap === "skip" ? (options.lockedBy ?? null) : null,
+          abandoned: []
+        })
+      ),
+    renewRun: () => guard(Effect.succeed(true)),
     finishRun: (run) => guard(Effect.sync(() => void world.finishedRuns.push(run))),
+    recordCoverage: (coverage) => guard(Effect.sync(() => void world.coverage.push(coverage))),
     countActive: (range) => guard(Effect.succeed(sortedIds.filter((id) => inRange(id, range)).length)),
     activePage: (range, limit) => guard(Effect.succeed(sortedIds.filter((id) => inRange(id, range)).slice(0, limit))),
     evaluate: (userIds, _now, scenarios) =>
       guard(
         Effect.gen(function* () {
+          evaluations += 1
           if (options.evaluateMs) yield* TestClock.adjust(options.evaluateMs)
+          if (options.schemaMissing) {
+            return yield* Effect.fail(
+              new DatabaseError({
+                reason: "schema",
+                code: "42883",
+                message: "function scheduler_evaluate does not exist"
+              })
+            )
+          }
 
           const broken = userIds.map((id) => byId.get(id)).find((mentor) => mentor?.breaksEvaluation)
           if (broken) {
@@ -138,6 +168,11 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
     name: "fake",
     send: (request) => {
       const mentor = byId.get(request.userId)
+      if (options.credentialsRefused) {
+        return Effect.fail(
+          new PushError({ provider: "fake", reason: "authentication", status: 401, message: "credentials refused" })
+        )
+      }
       if (mentor?.pushFails) {
         return Effect.fail(
           new PushError({
@@ -153,7 +188,11 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
     }
   })
 
-  return { ...world, layer: Layer.merge(Layer.succeed(Store, store), Layer.succeed(PushProvider, provider)) }
+  return {
+    ...world,
+    evaluations: () => evaluations,
+    layer: Layer.merge(Layer.succeed(Store, store), Layer.succeed(PushProvider, provider))
+  }
 }
 
 /** Deterministic uuids so mentors sort in the order they are listed. */
