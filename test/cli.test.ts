@@ -6,18 +6,14 @@ import { Duration, Effect } from "effect"
 import { seed } from "../adapters/cli/Seed.ts"
 import { eventsOf, runCli, withWorkingDirectory } from "./support/cli.ts"
 import { describeServer, postgresLayer, TestDatabase } from "./support/databases.ts"
+import { expectRunLog as expectSharedRunLog } from "./support/runLog.ts"
 
 const now = "2026-12-04T07:00:00Z"
 
-/** Every line of a run's log carries the run's identity, and the completion line comes last, once. */
+/** The shared checks of a run's log, for the one run a CLI command made. */
 const expectRunLog = (entries: ReadonlyArray<Record<string, unknown>>) => {
-  const run = entries.filter((entry) => typeof entry.event === "string" && entry.event.startsWith("scheduler_run"))
-  expect(run[0]?.event).toBe("scheduler_run_started")
-  expect(entries.filter((entry) => entry.event === "scheduler_run_completed")).toHaveLength(1)
-  expect(entries[entries.length - 1]?.event).toBe("scheduler_run_completed")
-  for (const entry of entries) {
-    expect(entry).toMatchObject({ component: "scenario-scheduler", invocation_id: expect.any(String) })
-  }
+  const started = entries.find((entry) => entry.event === "scheduler_run_started")
+  expectSharedRunLog(entries, String(started?.invocation_id))
 }
 
 describe("bad usage", () => {

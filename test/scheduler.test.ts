@@ -8,6 +8,7 @@ import type { PushProvider } from "../src/services/PushProvider.ts"
 import type { Store } from "../src/services/Store.ts"
 import { makeLogCapture } from "./support/captureLogs.ts"
 import { type FakeMentor, makeFakeWorld, mentorId } from "./support/FakeServices.ts"
+import { expectContractFields } from "./support/runLog.ts"
 
 const options = (overrides: Partial<RunOptions> = {}): RunOptions => ({
   ...defaultRunOptions,
@@ -27,6 +28,7 @@ const runOver = (
     const capture = makeLogCapture()
     const summary = yield* runScheduler(options(runOptions), services).pipe(Effect.provide(capture.layer))
     const entries = capture.entries()
+    expectContractFields(entries)
     const event = (name: string) => entries.filter((entry) => entry.event === name)
     return { summary, entries, lines: capture.lines(), event, world }
   })

@@ -1,4 +1,4 @@
-import { Data, Match } from "effect"
+import { Data, Match, Schema } from "effect"
 
 /**
  * Every failure the scheduler reports is one of these tagged errors. Their `message` is meant for
@@ -116,24 +116,26 @@ export type SchedulerError =
   | UnexpectedError
 
 /** The `error_type` field of a log line: a closed set an operator can group and alert on. */
-export type ErrorType =
-  | "database_unavailable"
-  | "database_schema_mismatch"
-  | "database_error"
-  | "invalid_row"
-  | "invalid_timezone"
-  | "invalid_scenario_config"
-  | "invalid_configuration"
-  | "push_invalid_payload"
-  | "push_invalid_token"
-  | "push_unregistered_token"
-  | "push_authentication_failed"
-  | "push_rate_limited"
-  | "push_unavailable"
-  | "push_timeout"
-  | "push_unknown"
-  | "run_locked"
-  | "unexpected"
+export const ErrorType = Schema.Literal(
+  "database_unavailable",
+  "database_schema_mismatch",
+  "database_error",
+  "invalid_row",
+  "invalid_timezone",
+  "invalid_scenario_config",
+  "invalid_configuration",
+  "push_invalid_payload",
+  "push_invalid_token",
+  "push_unregistered_token",
+  "push_authentication_failed",
+  "push_rate_limited",
+  "push_unavailable",
+  "push_timeout",
+  "push_unknown",
+  "run_locked",
+  "unexpected"
+)
+export type ErrorType = typeof ErrorType.Type
 
 const pushErrorTypes: Record<PushErrorReason, ErrorType> = {
   invalid_payload: "push_invalid_payload",

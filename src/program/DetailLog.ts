@@ -1,7 +1,7 @@
 import { Effect, Ref } from "effect"
 import { errorType, type SchedulerError } from "../domain/Errors.ts"
 import type { ScenarioType } from "../domain/Scenario.ts"
-import { logEvent } from "../services/Logger.ts"
+import { emit } from "../services/Logger.ts"
 
 /**
  * Per-mentor log lines, capped per run. Supabase keeps at most 100 log events per 10 s, so a run
@@ -32,7 +32,7 @@ export const makeDetailLog = (maxLines: number) =>
     const detailLog: DetailLog = {
       mentorError: (userId, error, scenarioType) =>
         capped(
-          logEvent("error", "mentor_evaluation_error", {
+          emit("error", "mentor_evaluation_error", {
             user_id: userId,
             error_type: errorType(error),
             error_message: error.message,
@@ -41,7 +41,7 @@ export const makeDetailLog = (maxLines: number) =>
         ),
       duplicateSkipped: (userId, scenarioType) =>
         capped(
-          logEvent("warn", "notification_duplicate_skipped", {
+          emit("warn", "notification_duplicate_skipped", {
             user_id: userId,
             scenario_type: scenarioType
           })

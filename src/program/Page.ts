@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import type { DatabaseError, SchedulerError } from "../domain/Errors.ts"
 import type { Candidate, ClaimedNotification } from "../domain/Evaluation.ts"
 import type { ScenarioType } from "../domain/Scenario.ts"
-import { logEvent } from "../services/Logger.ts"
+import { emit } from "../services/Logger.ts"
 import type { PushProvider } from "../services/PushProvider.ts"
 import { Store, type StoreError } from "../services/Store.ts"
 import type { DetailLog } from "./DetailLog.ts"
@@ -111,7 +111,7 @@ const claim = (candidates: ReadonlyArray<Candidate>, context: PageContext, verdi
   })
 
 const reportUnattributed = (count: number) =>
-  count === 0 ? Effect.void : logEvent("warn", "unattributed_invalid_rows", { count })
+  count === 0 ? Effect.void : emit("warn", "unattributed_invalid_rows", { count })
 
 /**
  * Candidates that were not inserted lost the race to another run or were already claimed: not sent. Each inserted

@@ -1,7 +1,7 @@
 import { Clock, Effect, Option } from "effect"
 import { type DatabaseError, errorType, PushError } from "../domain/Errors.ts"
 import type { ReclaimedNotification } from "../domain/Evaluation.ts"
-import { logEvent } from "../services/Logger.ts"
+import { emit } from "../services/Logger.ts"
 import type { PushProvider } from "../services/PushProvider.ts"
 import { Store } from "../services/Store.ts"
 import { confirmDelivered, type DispatchContext, type Dispatched, dispatchAll } from "./Dispatch.ts"
@@ -77,7 +77,7 @@ const recoverBatch = (options: RecoveryOptions) =>
       limit: options.limit,
       maxAttempts: options.dispatch.maxAttempts
     })
-    if (invalid.length > 0) yield* logEvent("warn", "unattributed_invalid_rows", { count: invalid.length })
+    if (invalid.length > 0) yield* emit("warn", "unattributed_invalid_rows", { count: invalid.length })
     if (reclaimed.length === 0) return { taken: invalid.length, recovered: nothingRecovered }
 
     const unknown = reclaimed.filter((notification) => notification.outcome_unknown)
@@ -85,7 +85,7 @@ const recoverBatch = (options: RecoveryOptions) =>
     const toSend = [...reclaimed.filter((notification) => !notification.outcome_unknown), ...settled.resend]
     const counts = countOutcomes(yield* dispatchAll(toSend, options.dispatch))
 
-    yield* logEvent("info", "abandoned_notifications_recovered", {
+    yield* emit("info", "abandoned_notifications_recovered", {
       reclaimed: reclaimed.length,
       sent: counts.dispatched,
       confirmed_delivered: settled.confirmed,

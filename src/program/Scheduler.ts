@@ -9,7 +9,7 @@ import {
   statsFields
 } from "../domain/BatchStats.ts"
 import { errorType, type PushError, type SchedulerError, UnexpectedError } from "../domain/Errors.ts"
-import { logEvent, logRunEvent } from "../services/Logger.ts"
+import { emit } from "../services/Logger.ts"
 import type { PushProvider } from "../services/PushProvider.ts"
 import { type MentorRange, type OpenedRun, type RunOutcome, Store } from "../services/Store.ts"
 import { addCoverage, type Coverage, emptyCoverage } from "./Coverage.ts"
@@ -165,7 +165,7 @@ const makeHeartbeat = (options: RunOptions) =>
       const held = yield* store.renewRun(options.invocationId)
       yield* Ref.set(lastBeat, now)
       if (!held && !(yield* Ref.getAndSet(lost, true))) {
-        yield* logEvent("warn", "scheduler_run_lock_lost", { run_lease_ms: options.runLeaseMs })
+        yield* emit("warn", "scheduler_run_lock_lost", { run_lease_ms: options.runLeaseMs })
       }
     })
   })
@@ -263,7 +263,7 @@ const notOpened: OpenedRun = { resumeCursor: null, lockedBy: null, abandoned: []
 const logAbandoned = (abandoned: ReadonlyArray<string>) =>
   abandoned.length === 0
     ? Effect.void
-    : logEvent("warn", "abandoned_runs_closed", { count: abandoned.length, invocation_ids: abandoned.slice(0, 20) })
+    : emit("warn", "abandoned_runs_closed", { count: abandoned.length, invocation_ids: abandoned.slice(0, 20) })
 
 /**
  * Opens the run under the run lock. Answers false when the run must stand down because another run holds the lock
@@ -289,7 +289,7 @@ const openRun = (options: RunOptions, state: Ref.Ref<RunState>, startedAt: Date)
         outcome: "skipped" as const,
         skippedBy: opened.lockedBy
       }))
-      yield* logRunEvent("info", "scheduler_run_skipped", { holder_invocation_id: opened.lockedBy, overlap: "skip" })
+      yield* emit("info", "scheduler_run_skipped", { holder_invocation_id: opened.lockedBy, overlap: "skip" })
       return false
     }
     yield* Ref.update(state, (current) => ({ ...current, opened: !options.dryRun, resumedFrom: opened.resumeCursor }))
@@ -298,13 +298,13 @@ const openRun = (options: RunOptions, state: Ref.Ref<RunState>, startedAt: Date)
     yield* Ref.update(state, (current) => ({ ...current, stats: emptyStats(totalActive) }))
 
     if (opened.resumeCursor !== null) {
-      yield* logEvent("info", "scheduler_run_resumed", { resume_cursor: opened.resumeCursor })
+      yield* emit("info", "scheduler_run_resumed", { resume_cursor: opened.resumeCursor })
     }
     return true
   })
 
 const reportRecordFailure = (record: string) => (error: SchedulerError) =>
-  logEvent("error", "scheduler_run_record_failed", {
+  emit("error", "scheduler_run_record_failed", {
     record,
     error_type: errorType(error),
     error_message: error.message
@@ -362,7 +362,7 @@ const logFailure = (state: Ref.Ref<RunState>, failure: SchedulerError) =>
   Effect.gen(function* () {
     yield* Ref.update(state, (current) => ({ ...current, outcome: "failed" as const, failure }))
     const type = errorType(failure)
-    yield* logRunEvent("error", "scheduler_run_failed", {
+    yield* emit("error", "scheduler_run_failed", {
       error_type: type,
       error_message: failure.message,
       ...(type === "database_schema_mismatch" ? { hint: "apply supabase/migrations: scenario-scheduler migrate" } : {})
@@ -382,13 +382,13 @@ const logCompletion = (options: RunOptions, state: Ref.Ref<RunState>, startedMs:
     const resumeCursor = resumeCursorOf(finished)
 
     if (finished.outcome === "partial") {
-      yield* logRunEvent("warn", "scheduler_run_partial", {
+      yield* emit("warn", "scheduler_run_partial", {
         remaining: finished.remaining,
         resume_cursor: resumeCursor
       })
     }
 
-    yield* logRunEvent(levelOf(finished), "scheduler_run_completed", {
+    yield* emit(levelOf(finished), "scheduler_run_completed", {
       ...statsFields(finished.stats),
       duration_ms: durationMs,
       partial: finished.outcome === "partial",
@@ -432,7 +432,7 @@ export const runScheduler = <R>(
     const state = yield* Ref.make(initialState)
     const omitted = yield* Ref.make(0)
 
-    yield* logRunEvent("info", "scheduler_run_started", {
+    yield* emit("info", "scheduler_run_started", {
       scenarios: options.scenarios,
       budget_ms: options.budgetMs,
       page_size: options.pageSize,

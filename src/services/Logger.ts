@@ -1,4 +1,5 @@
 import { Cause, Effect, Layer, Logger, LogLevel } from "effect"
+import { alwaysWritten, type RunEventFields, type RunEventName } from "../domain/LogEvents.ts"
 import { DEFAULT_MAX_STRING_LENGTH, sanitizeFields, scrubText, truncate } from "../domain/Redaction.ts"
 
 /**
@@ -268,6 +269,13 @@ export const logEvent = (
   event: string,
   fields: Readonly<Record<string, unknown>> = {}
 ): Effect.Effect<void> => Effect.logWithLevel(logLevels[level], { ...fields, event })
+
+/**
+ * Logs one of the run's events with exactly the fields the contract gives it. Lines the contract
+ * requires of every run are written whatever the minimum level.
+ */
+export const emit = <N extends RunEventName>(level: Level, event: N, fields: RunEventFields<N>): Effect.Effect<void> =>
+  alwaysWritten.has(event) ? logRunEvent(level, event, fields) : logEvent(level, event, fields)
 
 /**
  * Logs a line the log contract requires of every run (started, partial, failed, completed): it is

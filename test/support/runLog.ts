@@ -1,6 +1,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { expect } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Either, Schema } from "effect"
+import { type RunEventName, runEvents } from "../../src/domain/LogEvents.ts"
 
 /**
  * The checks every adapter's run log must pass, whichever process wrote it: each line one JSON
@@ -35,11 +36,26 @@ export const expectEveryLineTagged = (entries: ReadonlyArray<LogEntry>): void =>
   }
 }
 
-/** The lines of one run: started first, completed last and once. Answers them. */
+/** Each line of a run's event carries the fields the log contract gives that event, of the right types. */
+export const expectContractFields = (entries: ReadonlyArray<LogEntry>): void => {
+  for (const entry of entries) {
+    const schema = runEvents[entry.event as RunEventName]
+    if (schema === undefined) continue
+
+    const decoded = Schema.decodeUnknownEither(schema as Schema.Schema<unknown, unknown>)(entry)
+    expect(
+      Either.isRight(decoded),
+      `${String(entry.event)}: ${Either.isLeft(decoded) ? decoded.left.message : ""}`
+    ).toBe(true)
+  }
+}
+
+/** The lines of one run: started first, completed last and once, each with its contract's fields. Answers them. */
 export const expectRunLog = (entries: ReadonlyArray<LogEntry>, invocationId: string): ReadonlyArray<LogEntry> => {
   const run = entries.filter((entry) => entry.invocation_id === invocationId)
 
   expectEveryLineTagged(run)
+  expectContractFields(run)
   expect(run[0]?.event).toBe("scheduler_run_started")
   expect(run.filter((entry) => entry.event === "scheduler_run_completed")).toHaveLength(1)
   expect(run[run.length - 1]?.event).toBe("scheduler_run_completed")
