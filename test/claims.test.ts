@@ -127,4 +127,40 @@ describeEachDatabase("claiming a batch", (it) => {
       expect(provider.sent).toHaveLength(5)
     })
   )
+
+  it.effect(
+    "hands a deferred notification to one later run only, and lets another run take it only after a lease",
+    () =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        yield* resetDatabase
+        yield* dueMentors(1)
+        const store = yield* SqlStore.makeSqlStore
+        const [mentor] = (yield* sql<{ user_id: string }>`select user_id from peer_mentors`).map((row) => row.user_id)
+        const evaluation = yield* store.evaluate([mentor ?? ""], now, allScenarioTypes)
+        const candidates = evaluation.rows.filter((row): row is Candidate & EvaluationRow => row.status === "candidate")
+        const { claimed } = yield* store.claim(crypto.randomUUID(), candidates.slice(0, 1))
+        // The provider was busy: the run that claimed it deferred it and ended.
+        yield* store.recordDispatch(
+          claimed.map((n) => ({
+            notification_id: n.notification_id,
+            status: "deferred",
+            error_type: "push_rate_limited",
+            revoked_token_ids: []
+          }))
+        )
+        const options = { leaseSeconds: 900, limit: 10, maxAttempts: 4 }
+
+        const first = yield* store.reclaim(crypto.randomUUID(), options)
+        const second = yield* store.reclaim(crypto.randomUUID(), options)
+        const afterLease = yield* store.reclaim(crypto.randomUUID(), { ...options, leaseSeconds: 0 })
+
+        expect(first.reclaimed.map((n) => [n.notification_id, n.outcome_unknown])).toEqual([
+          [claimed[0]?.notification_id, false]
+        ])
+        expect(second.reclaimed).toHaveLength(0)
+        // The run that took it over died before sending: never marked, so still safe to send.
+        expect(afterLease.reclaimed.map((n) => n.outcome_unknown)).toEqual([false])
+      })
+  )
 })

@@ -732,6 +732,33 @@ describeEachDatabase("scheduler_claim and scheduler_record_dispatch", (it) => {
     )
   )
 
+  it.effect("refuses the same milestone threshold claimed again under another date", () =>
+    rolledBack(
+      Effect.gen(function* () {
+        const org = yield* organisation()
+        const userId = yield* mentor(org)
+        const milestone = (date: string) =>
+          JSON.stringify([
+            {
+              user_id: userId,
+              organisation_id: org,
+              scenario_type: "milestone",
+              evaluation_date: date,
+              cooldown_window_start: date,
+              idempotency_key: `${userId}:milestone:${date}`,
+              payload: { threshold: 10, activity_count: 10 }
+            }
+          ])
+
+        const first = yield* claim(crypto.randomUUID(), milestone("2024-06-15"))
+        const nextDay = yield* claim(crypto.randomUUID(), milestone("2024-06-16"))
+
+        assert.strictEqual(first.length, 1)
+        assert.strictEqual(nextDay.length, 0)
+      })
+    )
+  )
+
   it.effect("answers an empty token list for a mentor without live tokens", () =>
     rolledBack(
       Effect.gen(function* () {

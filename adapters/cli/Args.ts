@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util"
 import { Data, Either, Schema } from "effect"
+import { IsoMoment } from "../../src/domain/Moment.ts"
 import { ScenarioType } from "../../src/domain/Scenario.ts"
 import type { OverlapPolicy } from "../../src/services/Store.ts"
 
@@ -18,7 +19,7 @@ Commands:
       --now ISO                judge scenarios as of this moment (default: now)
       --dry-run                judge and count, but claim, send and write nothing
       --budget-ms N            stop starting pages after N ms (default 25000)
-      --page-size N            mentors per page (default 500)
+      --page-size N            mentors per page (default 1000)
       --scenarios LIST         comma-separated: inactivity,milestone,expiry (default all)
       --overlap POLICY         while another run is running: skip (stand down, the default)
                                or allow (run anyway; SCHEDULER_OVERLAP)
@@ -81,22 +82,6 @@ const allOptions = {
   overlap: { type: "string" }
 } as const
 
-/** `Date` quietly rolls 2026-02-30 over into March; a user who typed it made a mistake. */
-// Years outside this range are typing mistakes, and push date arithmetic in the database out of range.
-function isCalendarDate(text: string): boolean {
-  const [year, month, day] = text.slice(0, 10).split("-").map(Number) as [number, number, number]
-  const date = new Date(Date.UTC(year, month - 1, day))
-  const real = date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day
-  return real && year >= 1970 && year <= 2999
-}
-
-/** An ISO-8601 moment with an explicit date; `Date.parse` alone would accept far too much. */
-const IsoMoment = Schema.String.pipe(
-  Schema.pattern(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/),
-  Schema.filter(isCalendarDate, { message: () => "not a date of the calendar" }),
-  Schema.compose(Schema.Date)
-)
-
 const OverlapFromString = Schema.compose(Schema.String, Schema.Literal("skip", "allow"))
 
 /** Decimal digits only: `Number` would also take 0x10, 1e3 and the empty string. */
@@ -132,7 +117,12 @@ const parseValues = (argv: ReadonlyArray<string>) =>
   parseArgs({ args: [...argv], options: allOptions, allowPositionals: true, strict: true })
 
 const runFlags = (values: Values["values"]): RunFlags => ({
-  now: decodeFlag("now", IsoMoment, values.now, "must be an ISO-8601 date or timestamp, e.g. 2026-12-04T06:00:00Z"),
+  now: decodeFlag(
+    "now",
+    IsoMoment,
+    values.now,
+    "must be an ISO-8601 date or a timestamp with its zone, e.g. 2026-12-04T06:00:00Z"
+  ),
   dryRun: values["dry-run"] ?? false,
   budgetMs: decodeFlag(
     "budget-ms",
@@ -160,7 +150,12 @@ const seedFlags = (values: Values["values"]): SeedFlags => ({
     decodeFlag("mentors", PositiveInteger(1_000_000), values.mentors, "must be a whole number from 1 to 1000000") ??
     600,
   randomSeed: decodeFlag("random-seed", WholeNumber, values["random-seed"], "must be a whole number") ?? 42,
-  now: decodeFlag("now", IsoMoment, values.now, "must be an ISO-8601 date or timestamp, e.g. 2026-12-04T06:00:00Z")
+  now: decodeFlag(
+    "now",
+    IsoMoment,
+    values.now,
+    "must be an ISO-8601 date or a timestamp with its zone, e.g. 2026-12-04T06:00:00Z"
+  )
 })
 
 /** A Postgres URL, checked here so that a typo is a usage error rather than a failed connection. */

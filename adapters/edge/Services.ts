@@ -42,8 +42,22 @@ const storeLayer: Layer.Layer<Store, SchedulerError> = Layer.unwrapEffect(
   )
 )
 
+/**
+ * On the Edge the provider must be named: the outbox default of local runs would only write to the
+ * function's /tmp, and a deployment that forgot the setting would mark every notification sent.
+ */
+const providerNamed = Config.string("PUSH_PROVIDER").pipe(
+  Effect.mapError(
+    () =>
+      new InvalidConfigError({
+        reason: "environment",
+        message: "PUSH_PROVIDER must be set on the Edge Function: fcm, expo, or outbox for a trial"
+      })
+  )
+)
+
 const pushLayer: Layer.Layer<PushProvider, SchedulerError> = Layer.unwrapEffect(
-  Effect.map(Effect.mapError(outboxPath, environmentError), pushProviderLayer)
+  Effect.zipRight(providerNamed, Effect.mapError(outboxPath, environmentError)).pipe(Effect.map(pushProviderLayer))
 )
 
 export const servicesLayer: Layer.Layer<Store | PushProvider, SchedulerError> = Layer.merge(storeLayer, pushLayer)

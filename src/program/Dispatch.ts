@@ -1,4 +1,4 @@
-import { Clock, Effect, Either, Option, Ref } from "effect"
+import { Array as Arr, Clock, Effect, Either, Option, Ref } from "effect"
 import { type DatabaseError, errorType, PushError } from "../domain/Errors.ts"
 import type { ClaimedNotification, DispatchResult, DispatchStatus } from "../domain/Evaluation.ts"
 import { renderMessage } from "../domain/Message.ts"
@@ -163,8 +163,34 @@ export const isRunLevelFailure = (error: PushError): boolean =>
   error.reason === "authentication" || error === sendingOverdue
 
 /**
- * Sends claimed notifications and records every outcome. Three statements whatever their number: the
- * mark that sending has begun, the sends themselves, and the record of what happened.
+ * Notifications sent between a mark and a record. A crash loses certainty about one wave at most: its
+ * notifications are the only ones marked as being sent without a result. Claimed notifications of
+ * later waves were never marked, so a later run sends them. Larger waves cost fewer statements.
+ */
+export const waveSize = 100
+
+/** Marks a wave as being sent, sends it and records what happened, without interruption in between. */
+const sendWave = (provider: PushProviderApi, wave: ReadonlyArray<ClaimedNotification>, context: DispatchContext) =>
+  Effect.gen(function* () {
+    const store = yield* Store
+
+    yield* store.markSending(wave.map((notification) => notification.notification_id))
+    const retries = yield* sendAll(provider, wave.map(requestOf), context)
+    const sent = wave.map((notification, index) => ({
+      dispatched: { notification, outcome: outcomeOf(retries[index] as RetryOutcome) },
+      retry: retries[index]
+    }))
+
+    // Unrecorded sends would look unsent to the next run, so a failure here is worth one more try.
+    yield* store
+      .recordDispatch(sent.map(({ dispatched, retry }) => resultOf(dispatched, retry)))
+      .pipe(Effect.retry({ times: 1 }))
+    return sent.map(({ dispatched }) => dispatched)
+  }).pipe(Effect.uninterruptible)
+
+/**
+ * Sends claimed notifications in waves and records every outcome: two statements a wave, plus one
+ * for notifications nobody can be reached for. A shutdown waits for the wave under way only.
  */
 export const dispatchAll = (
   claimed: ReadonlyArray<ClaimedNotification>,
@@ -178,30 +204,15 @@ export const dispatchAll = (
     // nothing to send to: the mentor is suppressed for having no usable token, which is not an error.
     const reachable = claimed.map((notification) => reachableBy(provider, notification))
     const sendable = reachable.filter((notification) => notification.tokens.length > 0)
-    const withoutToken = reachable.filter((notification) => notification.tokens.length === 0)
+    const unreachable: ReadonlyArray<Dispatched> = reachable
+      .filter((notification) => notification.tokens.length === 0)
+      .map((notification) => ({ notification, outcome: { _tag: "NoLiveToken" } }))
 
-    // Once marked, sending and recording are not interrupted: a shutdown waits for the page (bounded by the
-    // deadline and the providers' timeouts) rather than leave sends that happened unrecorded.
-    yield* store.markSending(sendable.map((notification) => notification.notification_id))
-    const retries = yield* sendAll(provider, sendable.map(requestOf), context)
+    yield* store.recordDispatch(unreachable.map((dispatched) => resultOf(dispatched, undefined)))
+    const waves = yield* Effect.forEach(Arr.chunksOf(sendable, waveSize), (wave) => sendWave(provider, wave, context))
 
-    const sent = sendable.map((notification, index) => ({
-      dispatched: { notification, outcome: outcomeOf(retries[index] as RetryOutcome) },
-      retry: retries[index]
-    }))
-    const skipped = withoutToken.map((notification) => ({
-      dispatched: { notification, outcome: { _tag: "NoLiveToken" } as const },
-      retry: undefined
-    }))
-    const all = [...sent, ...skipped]
-
-    // Unrecorded sends would look unsent to the next run, so a failure here is worth one more try.
-    yield* store
-      .recordDispatch(all.map(({ dispatched, retry }) => resultOf(dispatched, retry)))
-      .pipe(Effect.retry({ times: 1 }))
-
-    return all.map(({ dispatched }) => dispatched)
-  }).pipe(Effect.uninterruptible)
+    return [...waves.flat(), ...unreachable]
+  })
 
 /** Answers what a provider that keeps its own record says was delivered; nothing for one that cannot tell. */
 export const confirmDelivered = (notificationIds: ReadonlyArray<string>) =>

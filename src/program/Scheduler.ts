@@ -273,6 +273,10 @@ const openRun = (options: RunOptions, state: Ref.Ref<RunState>, startedAt: Date)
   Effect.gen(function* () {
     const store = yield* Store
 
+    // Counted as opened before the call returns: a call that times out or is interrupted may still have
+    // committed, and the run row (and so the lock) must then be closed by finishRun, not left running.
+    yield* Ref.update(state, (current) => ({ ...current, opened: !options.dryRun }))
+
     // A dry run writes nothing, not even its own run row, takes no lock and always starts from the first mentor.
     const opened = options.dryRun
       ? notOpened
@@ -343,7 +347,11 @@ const finishRun = (options: RunOptions, state: Ref.Ref<RunState>) =>
 const markInterrupted = (state: Ref.Ref<RunState>) =>
   Ref.update(state, (current) =>
     current.outcome === "failed" && current.failure === null
-      ? { ...current, outcome: "partial" as const, remaining: current.stats.totalActive - current.stats.evaluated }
+      ? {
+          ...current,
+          outcome: "partial" as const,
+          remaining: Math.max(0, current.stats.totalActive - current.stats.evaluated)
+        }
       : current
   )
 

@@ -30,8 +30,8 @@ as $$
   select pg_catalog.count(*)::integer from marked
 $$;
 
--- Takes over notifications left by other runs: deferred ones, and pending ones whose claim is older than the lease
--- (their run is gone). Concurrent runs never take the same row (skip locked). Rows that have used up their attempts are
+-- Takes over notifications left by other runs: deferred ones once the run that deferred them has ended, and pending
+-- ones whose claim is older than the lease (their run is gone). Concurrent runs never take the same row (skip locked). Rows that have used up their attempts are
 -- marked failed instead. Answers what it took, each with the mentor's live tokens and whether the earlier send's
 -- outcome is unknown.
 create function public.scheduler_reclaim(
@@ -56,14 +56,24 @@ set search_path = ''
 as $$
   with
   abandoned as (
-    select n.id
+    -- Deferred rows once their run has ended; pending rows once their claim is older than the lease. Whether the
+    -- earlier send's outcome is unknown is read before the takeover resets the row.
+    select n.id, (n.status = 'pending' and n.dispatch_started_at is not null) as outcome_unknown
     from public.scenario_notifications as n
     where n.status in ('pending', 'deferred')
       and n.invocation_id is distinct from p_invocation_id
-      and (n.status = 'deferred' or n.claimed_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_lease_seconds))
+      and (
+        n.claimed_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_lease_seconds)
+        or (
+          n.status = 'deferred'
+          and not exists (
+            select from public.scheduler_runs as r where r.invocation_id = n.invocation_id and r.outcome = 'running'
+          )
+        )
+      )
     order by n.created_at
     limit p_limit
-    for update skip locked
+    for update of n skip locked
   ),
   exhausted as (
     update public.scenario_notifications as n
@@ -72,13 +82,13 @@ as $$
     where n.id = a.id and n.status = 'deferred' and n.attempts >= p_max_attempts
     returning n.id
   ),
+  -- Taken over as pending and not yet being sent, so that this run's own crash is recognised like any other.
   taken as (
     update public.scenario_notifications as n
-    set invocation_id = p_invocation_id, claimed_at = pg_catalog.now()
+    set invocation_id = p_invocation_id, claimed_at = pg_catalog.now(), status = 'pending', dispatch_started_at = null
     from abandoned as a
     where n.id = a.id and not (n.status = 'deferred' and n.attempts >= p_max_attempts)
-    returning n.id, n.user_id, n.scenario_type, n.idempotency_key, n.payload,
-      (n.status = 'pending' and n.dispatch_started_at is not null) as outcome_unknown
+    returning n.id, n.user_id, n.scenario_type, n.idempotency_key, n.payload, a.outcome_unknown
   )
   select
     t.id,
