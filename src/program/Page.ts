@@ -92,6 +92,11 @@ const claim = (candidates: ReadonlyArray<Candidate>, context: PageContext, verdi
           Effect.map((claim) => {
             claimed.push(...claim.claimed)
 
+            for (const { candidate, error } of claim.failed ?? []) {
+              failedKeys.add(candidate.idempotency_key)
+              addFailure(verdicts, candidate.user_id, error)
+            }
+
             // An inserted row this run cannot read is not a duplicate: it stays pending for recovery.
             const unreadable = new Set(claim.invalid.map((row) => row.userId))
             for (const candidate of batch) {

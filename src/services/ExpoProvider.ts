@@ -1,4 +1,4 @@
-import { Effect, Either, Layer, Option, Redacted, Schema } from "effect"
+import { Array as Arr, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import { PushError, type PushErrorReason } from "../domain/Errors.ts"
 import type { PushTokenRow } from "../domain/Evaluation.ts"
 import {
@@ -318,9 +318,6 @@ const checkOf = (tickets: ReadonlyArray<ExpoTicket>, receipts: typeof ReceiptsRe
   return check
 }
 
-const chunksOf = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> =>
-  Array.from({ length: Math.ceil(items.length / size) }, (_, index) => items.slice(index * size, (index + 1) * size))
-
 // ---------------------------------------------------------------------------------------------
 // The provider
 // ---------------------------------------------------------------------------------------------
@@ -378,7 +375,7 @@ export const make = (options: ExpoOptions): Effect.Effect<ExpoPushApi> =>
       send: (request) => Effect.flatMap(sendBatch([request]), ([answer]) => answer),
       sendBatch,
       checkReceipts: (tickets) =>
-        Effect.forEach(chunksOf(tickets, MAX_RECEIPTS_PER_REQUEST), checkChunk, { concurrency: "unbounded" }).pipe(
+        Effect.forEach(Arr.chunksOf(tickets, MAX_RECEIPTS_PER_REQUEST), checkChunk, { concurrency: "unbounded" }).pipe(
           Effect.map((checks) => checks.reduce(combine, emptyCheck))
         )
     }

@@ -81,6 +81,8 @@ export interface Evaluation {
 export interface Claim {
   readonly claimed: ReadonlyArray<ClaimedNotification>
   readonly invalid: ReadonlyArray<InvalidRow>
+  /** Candidates a store that claims in several calls could not claim, while the other calls succeeded. */
+  readonly failed?: ReadonlyArray<{ readonly candidate: Candidate; readonly error: DatabaseError }>
 }
 
 export interface Reclaim {

@@ -1,5 +1,5 @@
 import { createClient } from "@supabase/supabase-js"
-import { Config, type ConfigError, Data, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
+import { Array as Arr, Config, type ConfigError, Data, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import {
   DatabaseError,
   type DatabaseErrorReason,
@@ -112,9 +112,6 @@ const missingCount = (fn: string) =>
   new DatabaseError({ reason: "query", message: `PostgREST answered ${fn} without the row count it was asked for` })
 
 const notRows = (fn: string) => new DatabaseError({ reason: "query", message: `PostgREST answered ${fn} without rows` })
-
-const chunksOf = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> =>
-  Array.from({ length: Math.ceil(items.length / size) }, (_, index) => items.slice(index * size, (index + 1) * size))
 
 const CountAnswer = Schema.Union(Schema.Number, Schema.NumberFromString)
 
@@ -254,7 +251,7 @@ export const make = (options: SupabaseStoreOptions) =>
       Effect.gen(function* () {
         const rowsPerMentor = Math.max(1, new Set(scenarios).size)
         const mentorsPerCall = Math.max(1, Math.floor((yield* Ref.get(cap)) / rowsPerMentor))
-        const answers = yield* Effect.forEach(chunksOf(userIds, mentorsPerCall), (chunk) =>
+        const answers = yield* Effect.forEach(Arr.chunksOf(userIds, mentorsPerCall), (chunk) =>
           evaluateCall(chunk, now, scenarios)
         )
 
@@ -262,19 +259,38 @@ export const make = (options: SupabaseStoreOptions) =>
       })
 
     // A claim answers one row per candidate it inserted, so calls of at most `cap` candidates always fit.
+    //
+    // Each call is its own transaction. When one of several fails, the calls that succeeded keep their claims
+    // and only the failed call's candidates are reported as failed: failing the whole claim would have the
+    // program claim them all again and take its own fresh claims for duplicates.
     const claim = (invocationId: string, candidates: ReadonlyArray<Candidate>): Effect.Effect<Claim, DatabaseError> =>
       Effect.gen(function* () {
-        const answers = yield* Effect.forEach(chunksOf(candidates, yield* Ref.get(cap)), (chunk) =>
+        const chunks = Arr.chunksOf(candidates, yield* Ref.get(cap))
+        const claimChunk = (chunk: ReadonlyArray<Candidate>) =>
           volatileRows(
             "scheduler_claim",
-            { p_invocation_id: invocationId, p_candidates: chunk as ReadonlyArray<Candidate> },
+            { p_invocation_id: invocationId, p_candidates: chunk },
             "the rest are claimed and stay pending until a later run takes them over"
-          ).pipe(Effect.map((answer) => decodeEach(ClaimedNotification, "scheduler_claim", answer)))
+          ).pipe(
+            Effect.map((answer) => ({ ...decodeEach(ClaimedNotification, "scheduler_claim", answer), failed: [] }))
+          )
+
+        const answers = yield* Effect.forEach(chunks, (chunk) =>
+          chunks.length === 1
+            ? claimChunk(chunk)
+            : claimChunk(chunk).pipe(
+                Effect.catchIf(
+                  (error) => error.reason === "query",
+                  (error) =>
+                    Effect.succeed({ valid: [], invalid: [], failed: chunk.map((candidate) => ({ candidate, error })) })
+                )
+              )
         )
 
         return {
           claimed: answers.flatMap((answer) => answer.valid),
-          invalid: answers.flatMap((answer): ReadonlyArray<InvalidRow> => answer.invalid)
+          invalid: answers.flatMap((answer): ReadonlyArray<InvalidRow> => answer.invalid),
+          failed: answers.flatMap((answer) => answer.failed)
         } satisfies Claim
       })
 
