@@ -139,9 +139,11 @@ describeEachDatabase("claiming a batch", (it) => {
         const [mentor] = (yield* sql<{ user_id: string }>`select user_id from peer_mentors`).map((row) => row.user_id)
         const evaluation = yield* store.evaluate([mentor ?? ""], now, allScenarioTypes)
         const candidates = evaluation.rows.filter((row): row is Candidate & EvaluationRow => row.status === "candidate")
-        const { claimed } = yield* store.claim(crypto.randomUUID(), candidates.slice(0, 1))
+        const claimer = crypto.randomUUID()
+        const { claimed } = yield* store.claim(claimer, candidates.slice(0, 1))
         // The provider was busy: the run that claimed it deferred it and ended.
         yield* store.recordDispatch(
+          claimer,
           claimed.map((n) => ({
             notification_id: n.notification_id,
             status: "deferred",

@@ -21,12 +21,12 @@ const schedulerFunctions = [
   "public.scheduler_count_active(uuid, uuid)",
   "public.scheduler_evaluate(uuid[], timestamptz, text[])",
   "public.scheduler_claim(uuid, jsonb)",
-  "public.scheduler_record_dispatch(jsonb)",
+  "public.scheduler_record_dispatch(uuid, jsonb)",
   "public.scheduler_open_run(uuid, timestamptz, text, integer)",
   "public.scheduler_renew_run(uuid)",
   "public.scheduler_record_coverage(jsonb, timestamptz)",
   "public.scheduler_finish_run(uuid, timestamptz, text, jsonb, uuid)",
-  "public.scheduler_mark_sending(uuid[])",
+  "public.scheduler_mark_sending(uuid, uuid[])",
   "public.scheduler_reclaim(uuid, integer, integer, integer)"
 ]
 

@@ -102,7 +102,7 @@ const schedulerCalls = [
   "select * from public.scheduler_active_page(null, null, 10)",
   "select * from public.scheduler_evaluate('{}'::uuid[], now(), '{inactivity}'::text[])",
   "select * from public.scheduler_claim(gen_random_uuid(), '[]'::jsonb)",
-  "select public.scheduler_record_dispatch('[]'::jsonb)"
+  "select public.scheduler_record_dispatch(gen_random_uuid(), '[]'::jsonb)"
 ]
 
 describeServer("row level security and privileges", () => {

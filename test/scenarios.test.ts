@@ -786,7 +786,8 @@ describeEachDatabase("scheduler_claim and scheduler_record_dispatch", (it) => {
       Effect.gen(function* () {
         const sql = yield* SqlClient.SqlClient
         const { first, second, rows } = yield* dueMentors
-        const claimed = yield* claim(randomUUID(), candidatesOf(rows))
+        const invocationId = randomUUID()
+        const claimed = yield* claim(invocationId, candidatesOf(rows))
         const forFirst = claimedFor(claimed, first)
         const forSecond = claimedFor(claimed, second)
         const kept = yield* token(first)
@@ -808,7 +809,12 @@ describeEachDatabase("scheduler_claim and scheduler_record_dispatch", (it) => {
         ]
 
         const updated = yield* sql<{ count: number }>`
-          select scheduler_record_dispatch(${JSON.stringify(results)}::jsonb) as count`
+          select scheduler_record_dispatch(${invocationId}::uuid, ${JSON.stringify(results)}::jsonb) as count`
+        // Another run cannot record over the claim, nor this run record it twice.
+        const byAnother = yield* sql<{ count: number }>`
+          select scheduler_record_dispatch(${randomUUID()}::uuid, ${JSON.stringify(results)}::jsonb) as count`
+        const twice = yield* sql<{ count: number }>`
+          select scheduler_record_dispatch(${invocationId}::uuid, ${JSON.stringify(results)}::jsonb) as count`
         const notifications = yield* sql<{
           user_id: string
           status: string
@@ -822,6 +828,8 @@ describeEachDatabase("scheduler_claim and scheduler_record_dispatch", (it) => {
           select id::text from push_tokens where revoked_at is not null order by id`
 
         assert.strictEqual(updated[0].count, 2)
+        assert.strictEqual(byAnother[0].count, 0)
+        assert.strictEqual(twice[0].count, 0)
         assert.deepStrictEqual(
           notifications.find((row) => row.user_id === first),
           {

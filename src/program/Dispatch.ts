@@ -8,6 +8,8 @@ import { Store } from "../services/Store.ts"
 
 /** What the run shares between all the pages it sends. */
 export interface DispatchContext {
+  /** The run: only it may mark and record the notifications it claimed. */
+  readonly invocationId: string
   readonly concurrency: number
   /**
    * Epoch ms on the run's Clock after which no retry starts: what still fails for now is deferred.
@@ -174,7 +176,10 @@ const sendWave = (provider: PushProviderApi, wave: ReadonlyArray<ClaimedNotifica
   Effect.gen(function* () {
     const store = yield* Store
 
-    yield* store.markSending(wave.map((notification) => notification.notification_id))
+    yield* store.markSending(
+      context.invocationId,
+      wave.map((notification) => notification.notification_id)
+    )
     const retries = yield* sendAll(provider, wave.map(requestOf), context)
     const sent = wave.map((notification, index) => ({
       dispatched: { notification, outcome: outcomeOf(retries[index] as RetryOutcome) },
@@ -183,7 +188,10 @@ const sendWave = (provider: PushProviderApi, wave: ReadonlyArray<ClaimedNotifica
 
     // Unrecorded sends would look unsent to the next run, so a failure here is worth one more try.
     yield* store
-      .recordDispatch(sent.map(({ dispatched, retry }) => resultOf(dispatched, retry)))
+      .recordDispatch(
+        context.invocationId,
+        sent.map(({ dispatched, retry }) => resultOf(dispatched, retry))
+      )
       .pipe(Effect.retry({ times: 1 }))
     return sent.map(({ dispatched }) => dispatched)
   }).pipe(Effect.uninterruptible)
@@ -208,7 +216,10 @@ export const dispatchAll = (
       .filter((notification) => notification.tokens.length === 0)
       .map((notification) => ({ notification, outcome: { _tag: "NoLiveToken" } }))
 
-    yield* store.recordDispatch(unreachable.map((dispatched) => resultOf(dispatched, undefined)))
+    yield* store.recordDispatch(
+      context.invocationId,
+      unreachable.map((dispatched) => resultOf(dispatched, undefined))
+    )
     const waves = yield* Effect.forEach(Arr.chunksOf(sendable, waveSize), (wave) => sendWave(provider, wave, context))
 
     return [...waves.flat(), ...unreachable]

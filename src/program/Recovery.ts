@@ -33,7 +33,7 @@ const outcomeUnknown = new PushError({
  * recorded as dispatched, those it confirms it never got are sent again, and when the provider cannot
  * tell they are given up rather than risk notifying a mentor twice.
  */
-const settleUnknown = (unknown: ReadonlyArray<ReclaimedNotification>) =>
+const settleUnknown = (invocationId: string, unknown: ReadonlyArray<ReclaimedNotification>) =>
   Effect.gen(function* () {
     const store = yield* Store
     const confirmed = yield* confirmDelivered(unknown.map((notification) => notification.notification_id))
@@ -45,7 +45,7 @@ const settleUnknown = (unknown: ReadonlyArray<ReclaimedNotification>) =>
     const resend = Option.isSome(confirmed) ? unknown.filter((n) => !delivered.has(n.notification_id)) : []
     const givenUp = Option.isNone(confirmed) ? unknown : []
 
-    yield* store.recordDispatch([
+    yield* store.recordDispatch(invocationId, [
       ...[...delivered].map((id) => ({
         notification_id: id,
         status: "dispatched" as const,
@@ -81,7 +81,7 @@ const recoverBatch = (options: RecoveryOptions) =>
     if (reclaimed.length === 0) return { taken: invalid.length, recovered: nothingRecovered }
 
     const unknown = reclaimed.filter((notification) => notification.outcome_unknown)
-    const settled = yield* settleUnknown(unknown)
+    const settled = yield* settleUnknown(options.invocationId, unknown)
     const toSend = [...reclaimed.filter((notification) => !notification.outcome_unknown), ...settled.resend]
     const counts = countOutcomes(yield* dispatchAll(toSend, options.dispatch))
 

@@ -233,6 +233,7 @@ const makeDispatchContext = (options: RunOptions, startedMs: number) =>
   Ref.make(Option.none<PushError>()).pipe(
     Effect.map(
       (credentialsRefused): DispatchContext => ({
+        invocationId: options.invocationId,
         concurrency: options.dispatchConcurrency,
         retryDeadlineMs: startedMs + options.budgetMs,
         // Another budget (at least 30 s) to finish what was begun: 55 s by default, inside 150 s of wall clock.

@@ -128,10 +128,12 @@ export const makeSqlStore = Effect.gen(function* () {
             })
           ),
 
-    markSending: (notificationIds) =>
+    markSending: (invocationId, notificationIds) =>
       notificationIds.length === 0
         ? Effect.void
-        : run(sql`select scheduler_mark_sending(${arrayLiteral(notificationIds)}::uuid[])`).pipe(Effect.asVoid),
+        : run(sql`select scheduler_mark_sending(${invocationId}::uuid, ${arrayLiteral(notificationIds)}::uuid[])`).pipe(
+            Effect.asVoid
+          ),
 
     reclaim: (invocationId, options) =>
       run(
@@ -143,10 +145,12 @@ export const makeSqlStore = Effect.gen(function* () {
         })
       ),
 
-    recordDispatch: (results) =>
+    recordDispatch: (invocationId, results) =>
       results.length === 0
         ? Effect.void
-        : run(sql`select scheduler_record_dispatch(${JSON.stringify(results)}::jsonb)`).pipe(Effect.asVoid)
+        : run(sql`select scheduler_record_dispatch(${invocationId}::uuid, ${JSON.stringify(results)}::jsonb)`).pipe(
+            Effect.asVoid
+          )
   }
 
   return api

@@ -128,8 +128,15 @@ export interface StoreApi {
   /** Inserts the candidates this run may send; answers only those it inserted, with their live tokens. */
   readonly claim: (invocationId: string, candidates: ReadonlyArray<Candidate>) => Effect.Effect<Claim, StoreError>
   /** Notes that these notifications are about to be sent, so that a crash mid-send is recognisable. */
-  readonly markSending: (notificationIds: ReadonlyArray<string>) => Effect.Effect<void, DatabaseError>
-  readonly recordDispatch: (results: ReadonlyArray<DispatchResult>) => Effect.Effect<void, DatabaseError>
+  readonly markSending: (
+    invocationId: string,
+    notificationIds: ReadonlyArray<string>
+  ) => Effect.Effect<void, DatabaseError>
+  /** Records outcomes of notifications this run holds; those another run has since taken over are left alone. */
+  readonly recordDispatch: (
+    invocationId: string,
+    results: ReadonlyArray<DispatchResult>
+  ) => Effect.Effect<void, DatabaseError>
   /** Takes over notifications other runs claimed and did not finish: deferred ones and those of crashed runs. */
   readonly reclaim: (invocationId: string, options: ReclaimOptions) => Effect.Effect<Reclaim, DatabaseError>
 }

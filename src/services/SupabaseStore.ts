@@ -371,15 +371,21 @@ export const make = (options: SupabaseStoreOptions) =>
       claim,
       reclaim,
 
-      markSending: (notificationIds) =>
+      markSending: (invocationId, notificationIds) =>
         notificationIds.length === 0
           ? Effect.void
-          : call("scheduler_mark_sending", { p_notification_ids: notificationIds }, false).pipe(Effect.asVoid),
+          : call(
+              "scheduler_mark_sending",
+              { p_invocation_id: invocationId, p_notification_ids: notificationIds },
+              false
+            ).pipe(Effect.asVoid),
 
-      recordDispatch: (results) =>
+      recordDispatch: (invocationId, results) =>
         results.length === 0
           ? Effect.void
-          : call("scheduler_record_dispatch", { p_results: results }, false).pipe(Effect.asVoid)
+          : call("scheduler_record_dispatch", { p_invocation_id: invocationId, p_results: results }, false).pipe(
+              Effect.asVoid
+            )
     }
 
     return api

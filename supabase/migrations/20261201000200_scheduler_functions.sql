@@ -407,7 +407,7 @@ $$;
 -- once dispatched, when. Tokens the provider rejected for good are revoked, but only tokens of the notification's
 -- own mentor, so a wrong id in a result cannot revoke someone else's device. Answers how many notifications it
 -- updated.
-create function public.scheduler_record_dispatch(p_results jsonb)
+create function public.scheduler_record_dispatch(p_invocation_id uuid, p_results jsonb)
 returns integer
 language sql
 volatile
@@ -432,13 +432,16 @@ as $$
       last_error_type = r.error_type,
       dispatched_at = case when r.status = 'dispatched' then pg_catalog.now() else n.dispatched_at end
     from results as r
-    where n.id = r.notification_id
+    -- Only the run that holds the claim records it, and only once: a run whose claim was taken over after its
+    -- lease cannot overwrite what the new owner did.
+    where n.id = r.notification_id and n.invocation_id = p_invocation_id and n.status in ('pending', 'deferred')
     returning n.id
   ),
   -- Ids that are not whole numbers cannot name a token; they are dropped rather than failing the whole batch.
   revoked_ids as (
     select n.user_id, case when x.token_id ~ '^[0-9]{1,18}$' then x.token_id::bigint end as token_id
     from results as r
+    join updated as u on u.id = r.notification_id
     join public.scenario_notifications as n on n.id = r.notification_id
     cross join lateral pg_catalog.jsonb_array_elements_text(
       case when pg_catalog.jsonb_typeof(r.revoked_token_ids) = 'array' then r.revoked_token_ids else '[]'::jsonb end
@@ -515,7 +518,7 @@ revoke execute on function
   public.scheduler_count_active(uuid, uuid),
   public.scheduler_evaluate(uuid[], timestamptz, text[]),
   public.scheduler_claim(uuid, jsonb),
-  public.scheduler_record_dispatch(jsonb),
+  public.scheduler_record_dispatch(uuid, jsonb),
   public.scheduler_open_run(uuid, timestamptz),
   public.scheduler_finish_run(uuid, timestamptz, text, jsonb, uuid)
 from public, anon, authenticated;
@@ -528,7 +531,7 @@ grant execute on function
   public.scheduler_count_active(uuid, uuid),
   public.scheduler_evaluate(uuid[], timestamptz, text[]),
   public.scheduler_claim(uuid, jsonb),
-  public.scheduler_record_dispatch(jsonb),
+  public.scheduler_record_dispatch(uuid, jsonb),
   public.scheduler_open_run(uuid, timestamptz),
   public.scheduler_finish_run(uuid, timestamptz, text, jsonb, uuid)
 to service_role;

@@ -13,8 +13,8 @@ alter table public.scenario_notifications add column if not exists claimed_at ti
 -- Set just before the send; a pending row with this set and no result is one whose outcome is unknown.
 alter table public.scenario_notifications add column if not exists dispatch_started_at timestamptz;
 
--- Marks claimed notifications as about to be sent. Answers how many it marked.
-create function public.scheduler_mark_sending(p_notification_ids uuid[])
+-- Marks this run's claimed notifications as about to be sent. Answers how many it marked.
+create function public.scheduler_mark_sending(p_invocation_id uuid, p_notification_ids uuid[])
 returns integer
 language sql
 volatile
@@ -24,7 +24,7 @@ as $$
   with marked as (
     update public.scenario_notifications as n
     set dispatch_started_at = pg_catalog.now()
-    where n.id = any (p_notification_ids) and n.status in ('pending', 'deferred')
+    where n.id = any (p_notification_ids) and n.invocation_id = p_invocation_id and n.status = 'pending'
     returning n.id
   )
   select pg_catalog.count(*)::integer from marked
@@ -112,11 +112,11 @@ as $$
 $$;
 
 revoke execute on function
-  public.scheduler_mark_sending(uuid[]),
+  public.scheduler_mark_sending(uuid, uuid[]),
   public.scheduler_reclaim(uuid, integer, integer, integer)
 from public, anon, authenticated;
 
 grant execute on function
-  public.scheduler_mark_sending(uuid[]),
+  public.scheduler_mark_sending(uuid, uuid[]),
   public.scheduler_reclaim(uuid, integer, integer, integer)
 to service_role;

@@ -160,7 +160,7 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
         })
       ),
     markSending: () => guard(Effect.void),
-    recordDispatch: (results) => guard(Effect.sync(() => void world.recorded.push(...results))),
+    recordDispatch: (_invocationId, results) => guard(Effect.sync(() => void world.recorded.push(...results))),
     reclaim: () => guard(Effect.succeed({ reclaimed: [], invalid: [] }))
   }
 
