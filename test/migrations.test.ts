@@ -9,6 +9,7 @@ const tables = [
   "mentor_activities",
   "organisations",
   "peer_mentors",
+  "push_receipts",
   "push_tokens",
   "scenario_evaluation_config",
   "scenario_notifications",
@@ -27,7 +28,10 @@ const schedulerFunctions = [
   "public.scheduler_record_coverage(jsonb, timestamptz)",
   "public.scheduler_finish_run(uuid, timestamptz, text, jsonb, uuid)",
   "public.scheduler_mark_sending(uuid, uuid[])",
-  "public.scheduler_reclaim(uuid, integer, integer, integer)"
+  "public.scheduler_reclaim(uuid, integer, integer, integer)",
+  "public.scheduler_record_tickets(jsonb)",
+  "public.scheduler_due_tickets(integer, integer)",
+  "public.scheduler_settle_tickets(text[], bigint[])"
 ]
 
 const sqlStateOf = (error: unknown): unknown =>

@@ -1,7 +1,5 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage } from "node:http"
-import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Clock, Effect, Either, Fiber, Option, Redacted, TestClock } from "effect"
+import { Chunk, Clock, Effect, Either, Fiber, Redacted, TestClock } from "effect"
 import type { PushError } from "../src/domain/Errors.ts"
 import type { PushTokenRow } from "../src/domain/Evaluation.ts"
 import { renderMessage } from "../src/domain/Message.ts"
@@ -9,110 +7,7 @@ import * as ExpoProvider from "../src/services/ExpoProvider.ts"
 import type { PushRequest, TokenDelivery } from "../src/services/PushProvider.ts"
 import { withBatchRetries } from "../src/services/PushRetry.ts"
 import { makeLogCapture } from "./support/captureLogs.ts"
-
-// ---------------------------------------------------------------------------------------------
-// A local server answering as the Expo push service
-// ---------------------------------------------------------------------------------------------
-
-interface Reply {
-  readonly status: number
-  readonly headers?: Readonly<Record<string, string>>
-  readonly body?: unknown
-}
-
-interface ExpoMessage {
-  readonly to: string
-  readonly title: string
-  readonly body: string
-  readonly data: Record<string, unknown>
-}
-
-interface SendCall {
-  readonly index: number
-  readonly authorization: string | undefined
-  readonly messages: ReadonlyArray<ExpoMessage>
-}
-
-interface ExpoScript {
-  /** Answers a whole send request; the default answers one ticket per message from `ticket`. */
-  readonly send?: (call: SendCall) => Reply | undefined
-  readonly ticket?: (message: ExpoMessage) => unknown
-  readonly receipts?: (ids: ReadonlyArray<string>) => Record<string, unknown>
-}
-
-const ticketIdOf = (token: string) => `ticket-${token.replace(/\W/g, "")}`
-
-// Like Expo, the error ticket's message quotes the token: the provider must not pass it on.
-const defaultTicket = (message: ExpoMessage) =>
-  message.to.includes("gone")
-    ? {
-        status: "error",
-        message: `"${message.to}" is not a registered push notification recipient`,
-        details: { error: "DeviceNotRegistered", expoPushToken: message.to }
-      }
-    : { status: "ok", id: ticketIdOf(message.to) }
-
-const readBody = (request: IncomingMessage) =>
-  new Promise<string>((resolve) => {
-    const chunks: Array<Buffer> = []
-    request.on("data", (chunk: Buffer) => chunks.push(chunk))
-    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
-  })
-
-const listen = (handle: (path: string, headers: IncomingHttpHeaders, body: string) => Reply) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly url: string; readonly close: () => Promise<void> }>((resume) => {
-      const server = createServer(async (request, response) => {
-        const reply = handle(request.url ?? "", request.headers, await readBody(request))
-        response.writeHead(reply.status, { "content-type": "application/json", ...reply.headers })
-        response.end(reply.body === undefined ? "" : JSON.stringify(reply.body))
-      })
-
-      server.listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as AddressInfo
-        const close = () =>
-          new Promise<void>((resolve) => {
-            server.closeAllConnections()
-            server.close(() => resolve())
-          })
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, close }))
-      })
-    }),
-    (server) => Effect.promise(server.close)
-  )
-
-const ACCESS_TOKEN = "expo-access-token-3f9a1c7e5b2d4f60"
-
-const startExpo = (script: ExpoScript = {}, accessToken: string | null = ACCESS_TOKEN) =>
-  Effect.gen(function* () {
-    const sends: Array<SendCall> = []
-    const receiptRequests: Array<ReadonlyArray<string>> = []
-
-    const server = yield* listen((path, headers, body) => {
-      if (path === "/--/api/v2/push/send") {
-        const call = { index: sends.length, authorization: headers.authorization, messages: JSON.parse(body) }
-        sends.push(call)
-        return script.send?.(call) ?? { status: 200, body: { data: call.messages.map(script.ticket ?? defaultTicket) } }
-      }
-
-      if (path === "/--/api/v2/push/getReceipts") {
-        const { ids } = JSON.parse(body) as { ids: ReadonlyArray<string> }
-        receiptRequests.push(ids)
-        return { status: 200, body: { data: script.receipts?.(ids) ?? {} } }
-      }
-
-      return { status: 418, body: { errors: [{ code: "UNEXPECTED_PATH" }] } }
-    })
-
-    const provider = yield* ExpoProvider.make({
-      baseUrl: server.url,
-      accessToken: Option.map(Option.fromNullable(accessToken), Redacted.make),
-      requestTimeoutMs: 60_000,
-      limits: { maxConcurrency: 6, maxRequestsPerSecond: 1_000 }
-    })
-
-    return { provider, sends, receiptRequests }
-  })
+import { ACCESS_TOKEN, defaultTicket, type Reply, startExpo, ticketIdOf } from "./support/expo.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Requests

@@ -18,6 +18,7 @@ const tables = [
   "peer_mentors",
   "mentor_activities",
   "push_tokens",
+  "push_receipts",
   "scenario_evaluation_config",
   "scenario_notifications",
   "scheduler_runs"
@@ -42,6 +43,9 @@ const fixture = Effect.gen(function* () {
     yield* sql`insert into scenario_notifications
       (user_id, organisation_id, scenario_type, evaluation_date, cooldown_window_start, idempotency_key)
       values (${userId}, ${orgId}, 'inactivity', '2026-12-04', '2026-12-03', ${`${userId}:inactivity:2026-12-04`})`
+    yield* sql`insert into push_receipts (ticket_id, token_id, notification_id)
+      select ${`ticket-${userId}`}, t.id, n.id from push_tokens as t join scenario_notifications as n using (user_id)
+      where t.user_id = ${userId}`
   }
   yield* sql`insert into scenario_evaluation_config (organisation_id, scenario_type, cooldown_days) values (${orgId}, 'expiry', 3)`
   yield* sql`insert into scheduler_runs (invocation_id, outcome) values (${randomUUID()}, 'completed')`
@@ -102,7 +106,10 @@ const schedulerCalls = [
   "select * from public.scheduler_active_page(null, null, 10)",
   "select * from public.scheduler_evaluate('{}'::uuid[], now(), '{inactivity}'::text[])",
   "select * from public.scheduler_claim(gen_random_uuid(), '[]'::jsonb)",
-  "select public.scheduler_record_dispatch(gen_random_uuid(), '[]'::jsonb)"
+  "select public.scheduler_record_dispatch(gen_random_uuid(), '[]'::jsonb)",
+  "select public.scheduler_record_tickets('[]'::jsonb)",
+  "select * from public.scheduler_due_tickets(0, 10)",
+  "select public.scheduler_settle_tickets('{}'::text[], '{}'::bigint[])"
 ]
 
 describeServer("row level security and privileges", () => {

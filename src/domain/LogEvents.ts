@@ -99,6 +99,25 @@ export const SchedulerRunRecordFailed = Schema.Struct({
   error_message: Schema.String
 })
 
+export const PushReceiptsChecked = Schema.Struct({
+  checked: Count,
+  revoked: Count,
+  pending: Count,
+  failed: Count
+})
+
+export const PushReceiptsCheckFailed = Schema.Struct({
+  tickets: Count,
+  error_type: ErrorType,
+  error_message: Schema.String
+})
+
+export const PushTicketsRecordFailed = Schema.Struct({
+  tickets: Count,
+  error_type: ErrorType,
+  error_message: Schema.String
+})
+
 /** Every event of a run, by name. */
 export const runEvents = {
   scheduler_run_started: SchedulerRunStarted,
@@ -113,7 +132,10 @@ export const runEvents = {
   scheduler_run_record_failed: SchedulerRunRecordFailed,
   abandoned_runs_closed: AbandonedRunsClosed,
   abandoned_notifications_recovered: AbandonedNotificationsRecovered,
-  unattributed_invalid_rows: UnattributedInvalidRows
+  unattributed_invalid_rows: UnattributedInvalidRows,
+  push_receipts_checked: PushReceiptsChecked,
+  push_receipts_check_failed: PushReceiptsCheckFailed,
+  push_tickets_record_failed: PushTicketsRecordFailed
 } as const
 
 export type RunEventName = keyof typeof runEvents

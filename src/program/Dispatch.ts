@@ -2,6 +2,8 @@ import { Array as Arr, Clock, Effect, Either, Option, Ref } from "effect"
 import { type DatabaseError, errorType, PushError } from "../domain/Errors.ts"
 import type { ClaimedNotification, DispatchResult, DispatchStatus } from "../domain/Evaluation.ts"
 import { renderMessage } from "../domain/Message.ts"
+import type { SentTicket } from "../domain/Receipts.ts"
+import { emit } from "../services/Logger.ts"
 import { PushProvider, type PushProviderApi, type PushRequest } from "../services/PushProvider.ts"
 import { type RetryOutcome, withBatchRetries, withRetries } from "../services/PushRetry.ts"
 import { Store } from "../services/Store.ts"
@@ -171,6 +173,48 @@ export const isRunLevelFailure = (error: PushError): boolean =>
  */
 export const waveSize = 100
 
+/** The tickets of the wave's answered sends, each with its notification, for a later run to ask for receipts. */
+const ticketsOfWave = (
+  provider: PushProviderApi,
+  sent: ReadonlyArray<{ readonly dispatched: Dispatched; readonly retry: RetryOutcome | undefined }>
+): ReadonlyArray<SentTicket> => {
+  const ticketsOf = provider.ticketsOf
+  if (ticketsOf === undefined) return []
+
+  return sent.flatMap(({ dispatched, retry }) =>
+    retry?._tag === "Answered"
+      ? ticketsOf(retry.deliveries).map((ticket) => ({
+          ...ticket,
+          notificationId: dispatched.notification.notification_id
+        }))
+      : []
+  )
+}
+
+/**
+ * Stores the wave's tickets in one statement. The sends are already recorded, so a failure here costs only the
+ * receipt check of these tickets: it is reported and the run goes on.
+ */
+const recordTickets = (
+  provider: PushProviderApi,
+  sent: ReadonlyArray<{ readonly dispatched: Dispatched; readonly retry: RetryOutcome | undefined }>
+) =>
+  Effect.gen(function* () {
+    const tickets = ticketsOfWave(provider, sent)
+    if (tickets.length === 0) return
+
+    const store = yield* Store
+    yield* store.recordTickets(tickets).pipe(
+      Effect.catchAll((error) =>
+        emit("warn", "push_tickets_record_failed", {
+          tickets: tickets.length,
+          error_type: errorType(error),
+          error_message: error.message
+        })
+      )
+    )
+  })
+
 /** Marks a wave as being sent, sends it and records what happened, without interruption in between. */
 const sendWave = (provider: PushProviderApi, wave: ReadonlyArray<ClaimedNotification>, context: DispatchContext) =>
   Effect.gen(function* () {
@@ -193,6 +237,7 @@ const sendWave = (provider: PushProviderApi, wave: ReadonlyArray<ClaimedNotifica
         sent.map(({ dispatched, retry }) => resultOf(dispatched, retry))
       )
       .pipe(Effect.retry({ times: 1 }))
+    yield* recordTickets(provider, sent)
     return sent.map(({ dispatched }) => dispatched)
   }).pipe(Effect.uninterruptible)
 

@@ -16,6 +16,7 @@ import { addCoverage, type Coverage, emptyCoverage } from "./Coverage.ts"
 import { type DetailLog, makeDetailLog } from "./DetailLog.ts"
 import type { DispatchContext } from "./Dispatch.ts"
 import { type PageContext, processPage } from "./Page.ts"
+import { checkReceipts } from "./Receipts.ts"
 import { recoverAbandoned } from "./Recovery.ts"
 import type { RunOptions } from "./RunOptions.ts"
 import type { MentorVerdict } from "./Verdicts.ts"
@@ -258,6 +259,10 @@ const recover = (options: RunOptions, state: Ref.Ref<RunState>, dispatch: Dispat
     yield* failIfCredentialsRefused(dispatch)
   })
 
+/** Before anything is sent, the tokens of devices gone since earlier sends are revoked, so nothing goes to them. */
+const settleReceipts = (options: RunOptions) =>
+  options.dryRun ? Effect.void : checkReceipts({ delayMs: options.receiptDelayMs })
+
 const notOpened: OpenedRun = { resumeCursor: null, lockedBy: null, abandoned: [] }
 
 /** Runs whose heartbeat had stopped (they crashed or were killed), which opening this run recorded as failed. */
@@ -454,6 +459,7 @@ export const runScheduler = <R>(
       const dispatch = yield* makeDispatchContext(options, startedMs)
 
       if (!(yield* openRun(options, state, new Date(startedMs)))) return
+      yield* settleReceipts(options)
       yield* recover(options, state, dispatch)
       yield* Ref.set(omitted, yield* walkMentors(options, state, now, dispatch, startedMs))
     }).pipe(

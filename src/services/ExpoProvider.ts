@@ -1,6 +1,7 @@
 import { Array as Arr, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import { PushError, type PushErrorReason } from "../domain/Errors.ts"
 import type { PushTokenRow } from "../domain/Evaluation.ts"
+import type { PushTicket, ReceiptCheck } from "../domain/Receipts.ts"
 import {
   codeOrNothing,
   type HttpAnswer,
@@ -44,27 +45,16 @@ export interface ExpoOptions {
 }
 
 /** Which device a ticket is for: what a later run needs to act on the receipt. */
-export interface ExpoTicket {
-  readonly tokenId: string
-  readonly ticketId: string
-}
+export type ExpoTicket = PushTicket
 
-/** What the receipts of earlier sends say. */
-export interface ReceiptCheck {
-  /** Devices Expo reports as no longer registered: revoke these tokens. */
-  readonly revokeTokenIds: ReadonlyArray<string>
-  readonly deliveredTokenIds: ReadonlyArray<string>
-  /** Receipts that report another failure; these tokens are kept. */
-  readonly failed: ReadonlyArray<{ readonly tokenId: string; readonly error: PushError }>
-  /** Tickets without a receipt yet: ask again in a later run (receipts are kept for about a day). */
-  readonly pending: ReadonlyArray<ExpoTicket>
-}
+export type { ReceiptCheck } from "../domain/Receipts.ts"
 
 export interface ExpoPushApi extends PushProviderApi {
   /** Sends many notifications in as few requests as the recipient limit allows; answers for each, in order. */
   readonly sendBatch: (
     requests: ReadonlyArray<PushRequest>
   ) => Effect.Effect<ReadonlyArray<Either.Either<ReadonlyArray<TokenDelivery>, PushError>>>
+  readonly ticketsOf: (deliveries: ReadonlyArray<TokenDelivery>) => ReadonlyArray<ExpoTicket>
   readonly checkReceipts: (tickets: ReadonlyArray<ExpoTicket>) => Effect.Effect<ReceiptCheck, PushError>
 }
 
@@ -374,6 +364,7 @@ export const make = (options: ExpoOptions): Effect.Effect<ExpoPushApi> =>
       platforms: ["expo"],
       send: (request) => Effect.flatMap(sendBatch([request]), ([answer]) => answer),
       sendBatch,
+      ticketsOf,
       checkReceipts: (tickets) =>
         Effect.forEach(Arr.chunksOf(tickets, MAX_RECEIPTS_PER_REQUEST), checkChunk, { concurrency: "unbounded" }).pipe(
           Effect.map((checks) => checks.reduce(combine, emptyCheck))
@@ -381,9 +372,5 @@ export const make = (options: ExpoOptions): Effect.Effect<ExpoPushApi> =>
     }
   })
 
-// TODO: the program does not store ticket ids yet (`ticketsOf` answers them after a send), so no
-// run calls `checkReceipts`; until it does, a device Expo reports unregistered only in its receipt
-// keeps its token and is sent to again.
-
-/** Provides the Expo provider as the program's PushProvider; `sendBatch` and `checkReceipts` ride along on it. */
+/** Provides the Expo provider as the program's PushProvider, with `sendBatch`, `ticketsOf` and `checkReceipts`. */
 export const layer = (options: ExpoOptions): Layer.Layer<PushProvider> => Layer.effect(PushProvider, make(options))

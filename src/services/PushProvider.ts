@@ -2,7 +2,10 @@ import { Context, type Effect, type Either } from "effect"
 import type { PushError } from "../domain/Errors.ts"
 import type { PushTokenRow } from "../domain/Evaluation.ts"
 import type { PushContent } from "../domain/Message.ts"
+import type { PushTicket, ReceiptCheck } from "../domain/Receipts.ts"
 import type { ScenarioType } from "../domain/Scenario.ts"
+
+export type { PushTicket, ReceiptCheck } from "../domain/Receipts.ts"
 
 /** One notification for one mentor, to be delivered to each of their live devices. */
 export interface PushRequest {
@@ -38,6 +41,14 @@ export interface PushProviderApi {
    * notification is sent again or given up as of unknown outcome.
    */
   readonly confirmDelivered?: (notificationIds: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, PushError>
+  /**
+   * The tickets of the deliveries of one send, for a provider whose answer to a send only says it accepted the
+   * message (Expo): whether the device got it is asked for later, by ticket, with `checkReceipts`. The two come
+   * together: a provider offers both or neither.
+   */
+  readonly ticketsOf?: (deliveries: ReadonlyArray<TokenDelivery>) => ReadonlyArray<PushTicket>
+  /** What the receipts of earlier sends say: which tokens to revoke, which tickets to ask about again. */
+  readonly checkReceipts?: (tickets: ReadonlyArray<PushTicket>) => Effect.Effect<ReceiptCheck, PushError>
 }
 
 export class PushProvider extends Context.Tag("scenario-scheduler/PushProvider")<PushProvider, PushProviderApi>() {}

@@ -36,6 +36,10 @@ export const runSettings = Config.all({
   runLeaseMs: Config.integer("SCHEDULER_RUN_LEASE_MS").pipe(
     Config.validate({ message: "must not be negative", validation: (n) => n >= 0 }),
     Config.withDefault(defaultRunOptions.runLeaseMs)
+  ),
+  receiptDelayMs: Config.integer("EXPO_RECEIPT_DELAY_MS").pipe(
+    Config.validate({ message: "must not be negative", validation: (n) => n >= 0 }),
+    Config.withDefault(defaultRunOptions.receiptDelayMs)
   )
 })
 

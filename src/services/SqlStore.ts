@@ -11,7 +11,7 @@ import {
   Store,
   type StoreApi
 } from "./Store.ts"
-import { CountRow, decodeAll, decodeEach, OpenRunRow, PageRow, RenewRunRow } from "./StoreRows.ts"
+import { CountRow, decodeAll, decodeEach, OpenRunRow, PageRow, RenewRunRow, TicketRow, ticketRow } from "./StoreRows.ts"
 
 const codeOf = (cause: unknown): string | undefined => {
   if (typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string") {
@@ -150,7 +150,30 @@ export const makeSqlStore = Effect.gen(function* () {
         ? Effect.void
         : run(sql`select scheduler_record_dispatch(${invocationId}::uuid, ${JSON.stringify(results)}::jsonb)`).pipe(
             Effect.asVoid
-          )
+          ),
+
+    recordTickets: (tickets) =>
+      tickets.length === 0
+        ? Effect.void
+        : run(sql`select scheduler_record_tickets(${JSON.stringify(tickets.map(ticketRow))}::jsonb)`).pipe(
+            Effect.asVoid
+          ),
+
+    dueTickets: (olderThanSeconds, limit) =>
+      run(
+        sql`select ticket_id, token_id from scheduler_due_tickets(${olderThanSeconds}::integer, ${limit}::integer)`
+      ).pipe(
+        Effect.flatMap(decodeAll(TicketRow, "push_receipts")),
+        Effect.map((rows) => rows.map((row) => ({ ticketId: row.ticket_id, tokenId: row.token_id })))
+      ),
+
+    // Ticket ids are the provider's text, so they travel as JSON rather than as an array literal that would need quoting.
+    settleTickets: (ticketIds, revokeTokenIds) =>
+      ticketIds.length === 0
+        ? Effect.void
+        : run(
+            sql`select scheduler_settle_tickets(array(select pg_catalog.jsonb_array_elements_text(${JSON.stringify(ticketIds)}::jsonb)), ${arrayLiteral(revokeTokenIds)}::bigint[])`
+          ).pipe(Effect.asVoid)
   }
 
   return api

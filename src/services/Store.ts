@@ -8,6 +8,7 @@ import type {
   EvaluationRow,
   ReclaimedNotification
 } from "../domain/Evaluation.ts"
+import type { PushTicket, SentTicket } from "../domain/Receipts.ts"
 import type { ScenarioType } from "../domain/Scenario.ts"
 
 /** A slice of the active mentors by user_id: after `after` (exclusive) up to `until` (inclusive); null is open. */
@@ -139,6 +140,18 @@ export interface StoreApi {
   ) => Effect.Effect<void, DatabaseError>
   /** Takes over notifications other runs claimed and did not finish: deferred ones and those of crashed runs. */
   readonly reclaim: (invocationId: string, options: ReclaimOptions) => Effect.Effect<Reclaim, DatabaseError>
+  /** Keeps the tickets of accepted messages until a later run asks for their receipts; known tickets are skipped. */
+  readonly recordTickets: (tickets: ReadonlyArray<SentTicket>) => Effect.Effect<void, DatabaseError>
+  /** Tickets stored at least `olderThanSeconds` ago and still within the day receipts are kept, oldest first. */
+  readonly dueTickets: (olderThanSeconds: number, limit: number) => Effect.Effect<ReadonlyArray<PushTicket>, StoreError>
+  /**
+   * Forgets the tickets whose receipts were read and revokes the tokens of those tickets that the receipts said are
+   * gone. Tickets older than the day receipts are kept are forgotten as well.
+   */
+  readonly settleTickets: (
+    ticketIds: ReadonlyArray<string>,
+    revokeTokenIds: ReadonlyArray<string>
+  ) => Effect.Effect<void, DatabaseError>
 }
 
 export type StoreError = DatabaseError | InvalidRowError

@@ -1,5 +1,6 @@
 import { Effect, Either, ParseResult, Schema } from "effect"
 import { InvalidRowError } from "../domain/Errors.ts"
+import type { SentTicket } from "../domain/Receipts.ts"
 import type { InvalidRow } from "./Store.ts"
 
 /**
@@ -61,3 +62,13 @@ export const OpenRunRow = Schema.Struct({
 })
 
 export const RenewRunRow = Schema.Struct({ renewed: Schema.Boolean })
+
+/** A stored push ticket; the token id is text, as the program handles token ids. */
+export const TicketRow = Schema.Struct({ ticket_id: Schema.String, token_id: Schema.String })
+
+/** A ticket as `scheduler_record_tickets` takes it. */
+export const ticketRow = (ticket: SentTicket) => ({
+  ticket_id: ticket.ticketId,
+  token_id: ticket.tokenId,
+  notification_id: ticket.notificationId
+})

@@ -8,6 +8,7 @@ import {
   InvalidConfigError
 } from "../domain/Errors.ts"
 import { type Candidate, ClaimedNotification, EvaluationRow, ReclaimedNotification } from "../domain/Evaluation.ts"
+import type { PushTicket } from "../domain/Receipts.ts"
 import { allScenarioTypes, type ScenarioType } from "../domain/Scenario.ts"
 import { logEvent } from "./Logger.ts"
 import {
@@ -22,7 +23,7 @@ import {
   type StoreApi,
   type StoreError
 } from "./Store.ts"
-import { decodeAll, decodeEach, OpenRunRow, PageRow } from "./StoreRows.ts"
+import { decodeAll, decodeEach, OpenRunRow, PageRow, TicketRow, ticketRow } from "./StoreRows.ts"
 
 /**
  * The store over Supabase's Data API: every call is `supabase.rpc(...)` of the same SQL functions the
@@ -310,6 +311,26 @@ export const make = (options: SupabaseStoreOptions) =>
         return { reclaimed: valid, invalid } satisfies Reclaim
       })
 
+    // Asked for at most the cap, so that the oldest tickets always come in one answer.
+    const dueRows = (olderThanSeconds: number, limit: number): Effect.Effect<ReadonlyArray<unknown>, DatabaseError> =>
+      Effect.flatMap(Ref.get(cap), (maxRows) =>
+        stableRows(
+          "scheduler_due_tickets",
+          { p_older_than_seconds: olderThanSeconds, p_limit: Math.min(limit, maxRows) },
+          (answer) => answer,
+          () => dueRows(olderThanSeconds, limit)
+        )
+      )
+
+    const dueTickets = (
+      olderThanSeconds: number,
+      limit: number
+    ): Effect.Effect<ReadonlyArray<PushTicket>, StoreError> =>
+      dueRows(olderThanSeconds, limit).pipe(
+        Effect.flatMap(decodeAll(TicketRow, "push_receipts")),
+        Effect.map((answer) => answer.map((row) => ({ ticketId: row.ticket_id, tokenId: row.token_id })))
+      )
+
     const api: StoreApi = {
       openRun: (invocationId, startedAt, lock) =>
         rows("scheduler_open_run", {
@@ -385,7 +406,23 @@ export const make = (options: SupabaseStoreOptions) =>
           ? Effect.void
           : call("scheduler_record_dispatch", { p_invocation_id: invocationId, p_results: results }, false).pipe(
               Effect.asVoid
-            )
+            ),
+
+      recordTickets: (tickets) =>
+        tickets.length === 0
+          ? Effect.void
+          : call("scheduler_record_tickets", { p_tickets: tickets.map(ticketRow) }, false).pipe(Effect.asVoid),
+
+      dueTickets,
+
+      settleTickets: (ticketIds, revokeTokenIds) =>
+        ticketIds.length === 0
+          ? Effect.void
+          : call(
+              "scheduler_settle_tickets",
+              { p_ticket_ids: ticketIds, p_revoke_token_ids: revokeTokenIds },
+              false
+            ).pipe(Effect.asVoid)
     }
 
     return api

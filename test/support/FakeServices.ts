@@ -1,6 +1,7 @@
 import { Effect, Layer, Redacted, TestClock } from "effect"
 import { DatabaseError, PushError } from "../../src/domain/Errors.ts"
 import type { Candidate, ClaimedNotification, DispatchResult, EvaluationRow } from "../../src/domain/Evaluation.ts"
+import type { SentTicket } from "../../src/domain/Receipts.ts"
 import type { ScenarioType } from "../../src/domain/Scenario.ts"
 import { PushProvider, type PushRequest } from "../../src/services/PushProvider.ts"
 import { type MentorRange, Store, type StoreApi } from "../../src/services/Store.ts"
@@ -42,6 +43,9 @@ export interface FakeWorld {
   readonly recorded: Array<DispatchResult>
   readonly finishedRuns: Array<Parameters<StoreApi["finishRun"]>[0]>
   readonly coverage: Array<Parameters<StoreApi["recordCoverage"]>[0]>
+  /** Push tickets stored and not yet settled; every stored ticket counts as due. */
+  readonly tickets: Array<SentTicket>
+  readonly revokedTokenIds: Array<string>
   /** How many evaluate statements the program issued. */
   readonly evaluations: () => number
 }
@@ -83,7 +87,9 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
     claimedKeys: new Set<string>(),
     recorded: [] as Array<DispatchResult>,
     finishedRuns: [] as FakeWorld["finishedRuns"],
-    coverage: [] as FakeWorld["coverage"]
+    coverage: [] as FakeWorld["coverage"],
+    tickets: [] as Array<SentTicket>,
+    revokedTokenIds: [] as Array<string>
   }
 
   const gone = () =>
@@ -161,7 +167,24 @@ export const makeFakeWorld = (mentors: ReadonlyArray<FakeMentor>, options: FakeO
       ),
     markSending: () => guard(Effect.void),
     recordDispatch: (_invocationId, results) => guard(Effect.sync(() => void world.recorded.push(...results))),
-    reclaim: () => guard(Effect.succeed({ reclaimed: [], invalid: [] }))
+    reclaim: () => guard(Effect.succeed({ reclaimed: [], invalid: [] })),
+    recordTickets: (tickets) =>
+      guard(
+        Effect.sync(() => {
+          const known = new Set(world.tickets.map((ticket) => ticket.ticketId))
+          world.tickets.push(...tickets.filter((ticket) => !known.has(ticket.ticketId)))
+        })
+      ),
+    dueTickets: (_olderThanSeconds, limit) =>
+      guard(Effect.succeed(world.tickets.slice(0, limit).map(({ ticketId, tokenId }) => ({ ticketId, tokenId })))),
+    settleTickets: (ticketIds, revokeTokenIds) =>
+      guard(
+        Effect.sync(() => {
+          const settled = new Set(ticketIds)
+          world.revokedTokenIds.push(...revokeTokenIds)
+          world.tickets.splice(0, world.tickets.length, ...world.tickets.filter((t) => !settled.has(t.ticketId)))
+        })
+      )
   }
 
   const provider = PushProvider.of({
