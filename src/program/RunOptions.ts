@@ -27,12 +27,19 @@ export interface RunOptions {
    * a run that crashed loses the lock at most this long after its last page.
    */
   readonly runLeaseMs: number
+  /**
+   * How old a push ticket must be before a run asks for its receipt. Expo advises waiting about fifteen minutes:
+   * asked earlier, most receipts are not there yet and the question is only repeated.
+   */
+  readonly receiptDelayMs: number
 }
 
 export const defaultRunOptions = {
   scenarios: allScenarioTypes,
   budgetMs: 25_000,
-  pageSize: 500,
+  // Measured with `npm run bench` (docs/PERFORMANCE.md): against 500, half the statements and about a third less time
+  // per mentor. It is also the most rows Supabase's Data API answers by default, so a page of ids is one call there.
+  pageSize: 1000,
   dryRun: false,
   dispatchConcurrency: 16,
   maxDetailLines: 50,
@@ -41,5 +48,6 @@ export const defaultRunOptions = {
   maxSendAttempts: 4,
   overlap: "skip",
   // Above the longest wall clock an Edge Function gets (400 s), so that a live run is never taken for a dead one.
-  runLeaseMs: 10 * 60_000
+  runLeaseMs: 10 * 60_000,
+  receiptDelayMs: 15 * 60_000
 } as const satisfies Omit<RunOptions, "invocationId">
