@@ -37,8 +37,8 @@ export interface RunOptions {
 export const defaultRunOptions = {
   scenarios: allScenarioTypes,
   budgetMs: 25_000,
-  // Measured with `npm run bench` (docs/PERFORMANCE.md): against 500, half the statements and about a third less time
-  // per mentor. It is also the most rows Supabase's Data API answers by default, so a page of ids is one call there.
+  // Measured with `npm run bench` (docs/PERFORMANCE.md): against 500, a third fewer statements and 20–40 % less CPU per
+  // mentor. It is also the most rows Supabase's Data API answers by default, so a page of ids is one call there.
   pageSize: 1000,
   dryRun: false,
   dispatchConcurrency: 16,
