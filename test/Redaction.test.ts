@@ -88,6 +88,10 @@ describe("scrubText", () => {
     expect(scrubText("key: -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA")).toBe("key: [key]")
   })
 
+  it("masks an address that follows another with only a quote between them", () => {
+    expect(scrubText("bob@example.com'alice@example.org")).not.toContain("alice")
+  })
+
   it("scans a long text without any separator and still finds what follows it", () => {
     const scrubbed = scrubText(`${"a".repeat(50_000)} kari@example.no`)
 

@@ -399,6 +399,20 @@ describe("FCM messages", () => {
       expect(failureOf(deliveries[0])).toMatchObject({ reason: "timeout" })
     })
   )
+
+  it.scoped("times out even where the program does not let a shutdown interrupt the send", () =>
+    Effect.gen(function* () {
+      const google = yield* startGoogle({ fcm: () => ({ status: 200, hang: true }) })
+
+      // The program sends a wave uninterruptibly; the request's own timeout must still end it.
+      const fiber = yield* Effect.fork(Effect.uninterruptible(google.provider.send(oneToken)))
+      yield* awaitSleepUntil(60_000, 2)
+      yield* TestClock.adjust("60 seconds")
+      const deliveries = yield* Fiber.join(fiber)
+
+      expect(failureOf(deliveries[0])).toMatchObject({ reason: "timeout" })
+    })
+  )
 })
 
 describe("FCM retries", () => {

@@ -498,16 +498,20 @@ describeEachDatabase("scheduler_evaluate", (it) => {
     rolledBack(
       Effect.gen(function* () {
         const broken = yield* organisation("Europe/Olso")
+        const posix = yield* organisation("UTC+05:00")
         const fine = yield* organisation("Europe/Oslo")
         const first = yield* mentor(broken)
         const second = yield* mentor(broken)
+        const offset = yield* mentor(posix)
         const unaffected = yield* mentor(fine)
         yield* activities(unaffected, ["2024-05-01"])
 
-        const rows = yield* evaluate([first, second, unaffected], noon)
+        const rows = yield* evaluate([first, second, offset, unaffected], noon)
 
         assert.deepStrictEqual(verdicts(rows, first), [[null, "error", "invalid_timezone"]])
         assert.deepStrictEqual(verdicts(rows, second), [[null, "error", "invalid_timezone"]])
+        // Postgres would read a POSIX string like this one, with its sign reversed; it is no zone name.
+        assert.deepStrictEqual(verdicts(rows, offset), [[null, "error", "invalid_timezone"]])
         assert.deepStrictEqual(verdicts(rows, unaffected), [["inactivity", "candidate", null]])
       })
     )

@@ -20,11 +20,14 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{
 
 export type DatabaseErrorReason = "unavailable" | "schema" | "query"
 
-/** SQLSTATE classes and socket errors that say the server is gone, overloaded or cancelling statements. */
-const unavailableCodes = /^(08|57|53|ECONN|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|EPIPE|EHOSTUNREACH)/
+/**
+ * SQLSTATE classes and socket errors that say the database cannot be used at all: the server is gone,
+ * overloaded or cancelling statements, the login is refused (28) or the database does not exist (3D).
+ */
+const unavailableCodes = /^(08|57|53|28|3D|ECONN|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|EPIPE|EHOSTUNREACH)/
 
-/** Undefined objects and refused privileges (42xxx), unsupported features, failed authentication, no database. */
-const schemaCodes = /^(42|0A|28|3D)/
+/** Undefined objects and refused privileges (42xxx) or unsupported features: not the scheduler's schema. */
+const schemaCodes = /^(42|0A)/
 
 const unavailableMessage = /connect|connection timed out|terminat|closed|failed to open/i
 

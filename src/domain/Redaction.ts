@@ -41,10 +41,9 @@ const FCM_TOKEN = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{8,}:[A-Za-z0-9_-]{60,}/g
 
 const EMAIL_LOCAL = "A-Za-z0-9.!#$%&'*+/=?^_`{|}~-"
 
-const EMAIL = new RegExp(
-  `(?<![${EMAIL_LOCAL}])[${EMAIL_LOCAL}]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}`,
-  "g"
-)
+// No lookbehind: the leftmost match already starts where the local part does, and a lookbehind would
+// miss an address that follows another with only a local-part character between them (`a@b.io'c@d.io`).
+const EMAIL = new RegExp(`[${EMAIL_LOCAL}]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}`, "g")
 
 const LONG_TOKEN = /[A-Za-z0-9+/_-]{100,}={0,2}/g
 

@@ -205,17 +205,24 @@ const walkMentors = (
         const page = yield* store.activePage({ after: cursor, until: segment.until }, options.pageSize)
         if (page.length === 0) break
 
-        const verdicts = yield* guard.timePage(processPage(page, context))
-        yield* recordVerdicts(verdicts, state, detailLog)
+        // A page, once begun, is finished and counted before a shutdown is honoured: its claims are then
+        // sent rather than left to wait a lease, and the totals say what was sent. Sends stay bounded by
+        // the providers' timeouts and the run's send deadline.
+        const last = page[page.length - 1] as string
+        yield* Effect.uninterruptible(
+          Effect.gen(function* () {
+            const verdicts = yield* guard.timePage(processPage(page, context))
+            yield* recordVerdicts(verdicts, state, detailLog)
+            yield* Ref.update(state, (current) => ({
+              ...current,
+              stats: addPage(current.stats),
+              lastEvaluated: last,
+              coverage: addCoverage(current.coverage, verdicts, options.scenarios)
+            }))
+          })
+        )
+        cursor = last
         yield* failIfCredentialsRefused(dispatch)
-
-        cursor = page[page.length - 1] as string
-        yield* Ref.update(state, (current) => ({
-          ...current,
-          stats: addPage(current.stats),
-          lastEvaluated: cursor,
-          coverage: addCoverage(current.coverage, verdicts, options.scenarios)
-        }))
       }
     }
 

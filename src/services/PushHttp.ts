@@ -77,7 +77,9 @@ export const post = (request: HttpPost): Effect.Effect<HttpAnswer, PushError> =>
     catch: () =>
       new PushError({ provider: request.provider, reason: "unavailable", message: `could not reach ${request.target}` })
   }).pipe(
-    // Interrupting the request aborts the fetch through its signal.
+    // Interrupting the request aborts the fetch through its signal. The program sends a wave without
+    // letting a shutdown interrupt it, so the request itself must stay interruptible for the timeout.
+    Effect.interruptible,
     Effect.timeoutFail({
       duration: Duration.millis(request.timeoutMs),
       onTimeout: () =>

@@ -7,7 +7,7 @@
 
 -- Helpers ---------------------------------------------------------------------------------------------------------
 
--- Whether Postgres knows the time zone. Asking Postgres to convert a time is the only test that accepts exactly
+-- Whether the time zone is a zone name Postgres knows. Asking Postgres to convert a time is the only test that accepts exactly
 -- the names AT TIME ZONE accepts (pg_timezone_names misses abbreviations and differently cased names, and reading
 -- that view means listing the whole zone database: some 20 ms per statement on Postgres 15 and PGlite, against a
 -- millisecond or two for five zones checked here). scheduler_evaluate calls this once per distinct zone of a page.
@@ -19,6 +19,11 @@ security invoker
 set search_path = ''
 as $$
 begin
+  -- Postgres also takes POSIX zone strings such as 'UTC+05:00' (read as five hours west). A zone name is letters,
+  -- digits, '_', '+' and '-' in '/'-separated parts ('Europe/Oslo', 'Etc/GMT+1'): no ':', no spaces.
+  if p_timezone !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' then
+    return false;
+  end if;
   perform pg_catalog.timezone(p_timezone, pg_catalog.now());
   return true;
 exception
@@ -348,6 +353,24 @@ $$;
 -- idempotency key, or the same mentor, scenario and cooldown window) is skipped, also when the collision is with
 -- another candidate of the same batch, so concurrent or repeated runs never send twice.
 -- Token ids are text because a bigint may not fit a JSON number.
+-- A mentor's live push tokens as the program reads them: a JSON array of {id, token, platform}, empty when none.
+create function public.scheduler_live_tokens(p_user_id uuid)
+returns jsonb
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  select coalesce(
+    pg_catalog.jsonb_agg(
+      pg_catalog.jsonb_build_object('id', t.id::text, 'token', t.token, 'platform', t.platform) order by t.id
+    ),
+    '[]'::jsonb
+  )
+  from public.push_tokens as t
+  where t.user_id = p_user_id and t.revoked_at is null
+$$;
+
 create function public.scheduler_claim(p_invocation_id uuid, p_candidates jsonb)
 returns table (
   notification_id uuid,
@@ -393,16 +416,7 @@ as $$
     i.scenario_type,
     i.idempotency_key,
     i.payload,
-    coalesce(
-      (
-        select pg_catalog.jsonb_agg(
-          pg_catalog.jsonb_build_object('id', t.id::text, 'token', t.token, 'platform', t.platform) order by t.id
-        )
-        from public.push_tokens as t
-        where t.user_id = i.user_id and t.revoked_at is null
-      ),
-      '[]'::jsonb
-    )
+    public.scheduler_live_tokens(i.user_id)
   from inserted as i
   order by i.user_id, i.scenario_type
 $$;
@@ -518,6 +532,7 @@ revoke execute on function
   public.scheduler_timezone_is_valid(text),
   public.scheduler_param_integer(jsonb, text, integer, integer),
   public.scheduler_param_thresholds(jsonb, integer[]),
+  public.scheduler_live_tokens(uuid),
   public.scheduler_active_page(uuid, uuid, integer),
   public.scheduler_count_active(uuid, uuid),
   public.scheduler_evaluate(uuid[], timestamptz, text[]),
@@ -531,6 +546,7 @@ grant execute on function
   public.scheduler_timezone_is_valid(text),
   public.scheduler_param_integer(jsonb, text, integer, integer),
   public.scheduler_param_thresholds(jsonb, integer[]),
+  public.scheduler_live_tokens(uuid),
   public.scheduler_active_page(uuid, uuid, integer),
   public.scheduler_count_active(uuid, uuid),
   public.scheduler_evaluate(uuid[], timestamptz, text[]),

@@ -96,16 +96,7 @@ as $$
     t.scenario_type,
     t.idempotency_key,
     t.payload,
-    coalesce(
-      (
-        select pg_catalog.jsonb_agg(
-          pg_catalog.jsonb_build_object('id', pt.id::text, 'token', pt.token, 'platform', pt.platform) order by pt.id
-        )
-        from public.push_tokens as pt
-        where pt.user_id = t.user_id and pt.revoked_at is null
-      ),
-      '[]'::jsonb
-    ),
+    public.scheduler_live_tokens(t.user_id),
     t.outcome_unknown
   from taken as t
   order by t.user_id, t.scenario_type
