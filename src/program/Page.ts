@@ -169,14 +169,18 @@ const addDispatchOutcomes = (verdicts: Verdicts, dispatched: ReadonlyArray<Dispa
  * One page of mentors: judged in one statement, claimed in one statement, sent with bounded
  * concurrency and recorded in one statement. Answers one verdict per mentor that was judged.
  */
+/** Lets a caller that runs the page uninterruptibly allow interruption where nothing is claimed yet. */
+export type Interruptible = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
 export const processPage = (
   userIds: ReadonlyArray<string>,
-  context: PageContext
+  context: PageContext,
+  whileEvaluating: Interruptible = (effect) => effect
 ): Effect.Effect<ReadonlyArray<MentorVerdict>, DatabaseError, Store | PushProvider> =>
   Effect.gen(function* () {
     const verdicts: Verdicts = new Map()
 
-    yield* evaluate(userIds, context, verdicts)
+    yield* whileEvaluating(evaluate(userIds, context, verdicts))
     const candidates = [...verdicts.values()].flatMap((verdict) => verdict.candidates)
 
     if (context.dryRun) {

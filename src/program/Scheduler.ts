@@ -205,13 +205,14 @@ const walkMentors = (
         const page = yield* store.activePage({ after: cursor, until: segment.until }, options.pageSize)
         if (page.length === 0) break
 
-        // A page, once begun, is finished and counted before a shutdown is honoured: its claims are then
-        // sent rather than left to wait a lease, and the totals say what was sent. Sends stay bounded by
-        // the providers' timeouts and the run's send deadline.
+        // Once the page has claimed notifications, it is finished and counted before a shutdown is
+        // honoured: its claims are sent rather than left to wait a lease, and the totals say what was
+        // sent. Sends stay bounded by the providers' timeouts and the run's send deadline. Judging the
+        // page, before any claim, may still be interrupted.
         const last = page[page.length - 1] as string
-        yield* Effect.uninterruptible(
+        yield* Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
-            const verdicts = yield* guard.timePage(processPage(page, context))
+            const verdicts = yield* guard.timePage(processPage(page, context, restore))
             yield* recordVerdicts(verdicts, state, detailLog)
             yield* Ref.update(state, (current) => ({
               ...current,
