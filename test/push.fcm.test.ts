@@ -1,5 +1,3 @@
-import { createServer, type IncomingHttpHeaders } from "node:http"
-import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Clock, ConfigProvider, Effect, Fiber, Redacted, TestClock } from "effect"
 import { InvalidConfigError, type PushError } from "../src/domain/Errors.ts"
@@ -11,6 +9,7 @@ import { makeRequestLimiter, parseRetryAfter } from "../src/services/PushHttp.ts
 import { PushProvider, type PushRequest, type TokenDelivery } from "../src/services/PushProvider.ts"
 import { type RetryOutcome, withRetries } from "../src/services/PushRetry.ts"
 import { makeLogCapture } from "./support/captureLogs.ts"
+import { listen, type Reply } from "./support/jsonServer.ts"
 
 // ---------------------------------------------------------------------------------------------
 // A fake service account, signed for real
@@ -43,50 +42,6 @@ const serviceAccount = Effect.runSync(decodeServiceAccount(Redacted.make(service
 // ---------------------------------------------------------------------------------------------
 // A local server answering as Google's token endpoint and FCM
 // ---------------------------------------------------------------------------------------------
-
-interface Reply {
-  readonly status: number
-  readonly headers?: Readonly<Record<string, string>>
-  readonly body?: unknown
-  /** Never answer, to make the client time out. */
-  readonly hang?: boolean
-}
-
-interface Received {
-  readonly path: string
-  readonly headers: IncomingHttpHeaders
-  readonly body: string
-}
-
-const listen = (handle: (request: Received) => Reply | Promise<Reply>) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly url: string; readonly close: () => Promise<void> }>((resume) => {
-      const server = createServer((request, response) => {
-        const chunks: Array<Buffer> = []
-        request.on("data", (chunk: Buffer) => chunks.push(chunk))
-        request.on("end", async () => {
-          const body = Buffer.concat(chunks).toString("utf8")
-          const reply = await handle({ path: request.url ?? "", headers: request.headers, body })
-          if (reply.hang) {
-            return
-          }
-          response.writeHead(reply.status, { "content-type": "application/json", ...reply.headers })
-          response.end(reply.body === undefined ? "" : JSON.stringify(reply.body))
-        })
-      })
-
-      server.listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as AddressInfo
-        const close = () =>
-          new Promise<void>((resolve) => {
-            server.closeAllConnections()
-            server.close(() => resolve())
-          })
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, close }))
-      })
-    }),
-    (server) => Effect.promise(server.close)
-  )
 
 interface FcmCall {
   readonly index: number

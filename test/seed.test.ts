@@ -309,7 +309,7 @@ describeEachDatabase("seed", (it, database) => {
 
   if (database === "pglite") {
     it.effect(
-      "stays quick for ten thousand mentors",
+      "writes ten thousand mentors in chunks, every row accounted for (its speed is measured by the benchmark)",
       () =>
         rolledBack(
           Effect.gen(function* () {

@@ -1,5 +1,6 @@
-import { Config, type ConfigError, Effect, Layer } from "effect"
+import { Config, Effect, Layer } from "effect"
 import { InvalidConfigError, type SchedulerError } from "../../src/domain/Errors.ts"
+import { fromConfigError } from "../../src/services/EnvironmentConfig.ts"
 import * as PostgresClient from "../../src/services/PostgresClient.ts"
 import { pushProviderLayer } from "../../src/services/PushConfig.ts"
 import type { PushProvider } from "../../src/services/PushProvider.ts"
@@ -25,11 +26,8 @@ export const storeKind = Config.literal(
 /** Supabase allows writing under /tmp only. */
 export const outboxPath = Config.string("OUTBOX_PATH").pipe(Config.withDefault("/tmp/scenario-scheduler/outbox.jsonl"))
 
-const environmentError = (error: ConfigError.ConfigError) =>
-  new InvalidConfigError({ reason: "environment", message: String(error) })
-
 const directStore: Layer.Layer<Store, SchedulerError> = Layer.unwrapEffect(
-  Effect.map(Effect.mapError(Config.redacted("SUPABASE_DB_URL"), environmentError), (url) =>
+  Effect.map(Effect.mapError(Config.redacted("SUPABASE_DB_URL"), fromConfigError), (url) =>
     SqlStore.layer.pipe(
       Layer.provide(PostgresClient.layer(url, "scenario-scheduler-edge").pipe(Layer.mapError(SqlStore.fromSqlError)))
     )
@@ -37,7 +35,7 @@ const directStore: Layer.Layer<Store, SchedulerError> = Layer.unwrapEffect(
 )
 
 const storeLayer: Layer.Layer<Store, SchedulerError> = Layer.unwrapEffect(
-  Effect.map(Effect.mapError(storeKind, environmentError), (kind) =>
+  Effect.map(Effect.mapError(storeKind, fromConfigError), (kind) =>
     kind === "direct" ? directStore : SupabaseStore.layerConfig
   )
 )
@@ -57,7 +55,7 @@ const providerNamed = Config.string("PUSH_PROVIDER").pipe(
 )
 
 const pushLayer: Layer.Layer<PushProvider, SchedulerError> = Layer.unwrapEffect(
-  Effect.zipRight(providerNamed, Effect.mapError(outboxPath, environmentError)).pipe(Effect.map(pushProviderLayer))
+  Effect.zipRight(providerNamed, Effect.mapError(outboxPath, fromConfigError)).pipe(Effect.map(pushProviderLayer))
 )
 
 export const servicesLayer: Layer.Layer<Store | PushProvider, SchedulerError> = Layer.merge(storeLayer, pushLayer)

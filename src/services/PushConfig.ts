@@ -1,5 +1,13 @@
-import { Config, type ConfigError, Effect, Layer, Option, ParseResult, Redacted, Schema } from "effect"
-import { InvalidConfigError, type PushError } from "../domain/Errors.ts"
+import { Config, Effect, Layer, Option, ParseResult, Redacted, Schema } from "effect"
+import type { InvalidConfigError, PushError } from "../domain/Errors.ts"
+import {
+  environmentError,
+  fromConfigError,
+  httpUrl,
+  integerBetween,
+  isHttpUrl,
+  optionalSecret
+} from "./EnvironmentConfig.ts"
 import * as ExpoProvider from "./ExpoProvider.ts"
 import * as FcmProvider from "./FcmProvider.ts"
 import * as OutboxProvider from "./OutboxProvider.ts"
@@ -30,34 +38,9 @@ export const ServiceAccount = Schema.Struct({
 })
 export type ServiceAccount = typeof ServiceAccount.Type
 
-const environmentError = (message: string) => new InvalidConfigError({ reason: "environment", message })
+const baseUrl = (name: string, fallback: string) => httpUrl(name).pipe(Config.withDefault(fallback))
 
-const fromConfigError = (error: ConfigError.ConfigError) => environmentError(String(error))
-
-const isHttpUrl = (text: string): boolean => {
-  try {
-    const url = new URL(text)
-    return url.protocol === "https:" || url.protocol === "http:"
-  } catch {
-    return false
-  }
-}
-
-const baseUrl = (name: string, fallback: string) =>
-  Config.string(name).pipe(
-    Config.validate({ message: "must be an http(s) URL", validation: isHttpUrl }),
-    Config.withDefault(fallback),
-    Config.map((url) => url.replace(/\/+$/, ""))
-  )
-
-const positiveInteger = (name: string, max: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: `must be between 1 and ${max}`, validation: (n) => n >= 1 && n <= max })
-  )
-
-/** An unset and an empty variable both mean "not given": deployment tools often leave secrets blank. */
-const optionalSecret = (name: string) =>
-  Config.option(Config.redacted(name)).pipe(Config.map(Option.filter((secret) => Redacted.value(secret).trim() !== "")))
+const positiveInteger = (name: string, max: number) => integerBetween(name, 1, max)
 
 export const pushLimits = Config.all({
   requestTimeoutMs: positiveInteger("PUSH_REQUEST_TIMEOUT_MS", 120_000).pipe(Config.withDefault(10_000)),

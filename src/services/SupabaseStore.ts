@@ -1,15 +1,16 @@
 import { createClient } from "@supabase/supabase-js"
-import { Array as Arr, Config, type ConfigError, Data, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
+import { Array as Arr, Config, Data, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import {
   DatabaseError,
   type DatabaseErrorReason,
   databaseErrorMessage,
   databaseErrorReason,
-  InvalidConfigError
+  type InvalidConfigError
 } from "../domain/Errors.ts"
 import { type Candidate, ClaimedNotification, EvaluationRow, ReclaimedNotification } from "../domain/Evaluation.ts"
 import type { PushTicket } from "../domain/Receipts.ts"
 import { allScenarioTypes, type ScenarioType } from "../domain/Scenario.ts"
+import { environmentError, fromConfigError, httpUrl, integerBetween, optionalSecret } from "./EnvironmentConfig.ts"
 import { logEvent } from "./Logger.ts"
 import {
   type Claim,
@@ -434,30 +435,11 @@ export const layer = (options: SupabaseStoreOptions): Layer.Layer<Store> => Laye
 // Configuration
 // ---------------------------------------------------------------------------------------------
 
-/** An unset and an empty variable both mean "not given". */
-const optionalSecret = (name: string) =>
-  Config.option(Config.redacted(name)).pipe(Config.map(Option.filter((secret) => Redacted.value(secret).trim() !== "")))
-
-const isHttpUrl = (text: string): boolean => {
-  try {
-    const url = new URL(text)
-    return url.protocol === "https:" || url.protocol === "http:"
-  } catch {
-    return false
-  }
-}
-
 const positiveInteger = (name: string, min: number, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: `must be a whole number of at least ${min}`, validation: (n) => n >= min }),
-    Config.withDefault(fallback)
-  )
+  integerBetween(name, min).pipe(Config.withDefault(fallback))
 
 export const settings = Config.all({
-  url: Config.string("SUPABASE_URL").pipe(
-    Config.validate({ message: "must be an http(s) URL", validation: isHttpUrl }),
-    Config.map((url) => url.replace(/\/+$/, ""))
-  ),
+  url: httpUrl("SUPABASE_URL"),
   secretKey: optionalSecret("SUPABASE_SECRET_KEY"),
   secretKeys: optionalSecret("SUPABASE_SECRET_KEYS"),
   serviceRoleKey: optionalSecret("SUPABASE_SERVICE_ROLE_KEY"),
@@ -465,8 +447,6 @@ export const settings = Config.all({
   maxRows: positiveInteger("SUPABASE_MAX_ROWS", allScenarioTypes.length, DEFAULT_MAX_ROWS),
   requestTimeoutMs: positiveInteger("SUPABASE_REQUEST_TIMEOUT_MS", 1, 20_000)
 })
-
-const environmentError = (message: string) => new InvalidConfigError({ reason: "environment", message })
 
 const KeyDictionary = Schema.Record({ key: Schema.String, value: Schema.String })
 
@@ -509,7 +489,7 @@ const keyOf = (
 
 /** The store's options from the environment. */
 export const options: Effect.Effect<SupabaseStoreOptions, InvalidConfigError> = Effect.gen(function* () {
-  const found = yield* Effect.mapError(settings, (error: ConfigError.ConfigError) => environmentError(String(error)))
+  const found = yield* Effect.mapError(settings, fromConfigError)
   const key = yield* keyOf(found)
 
   return { url: found.url, key, maxRows: found.maxRows, requestTimeoutMs: found.requestTimeoutMs }

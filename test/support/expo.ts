@@ -2,16 +2,11 @@
  * A local server answering as the Expo push service, on 127.0.0.1, and the Expo provider pointed at it. Each test
  * scripts the answers it needs; the server remembers every send and every receipts request.
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage } from "node:http"
-import type { AddressInfo } from "node:net"
 import { Effect, Option, Redacted } from "effect"
 import * as ExpoProvider from "../../src/services/ExpoProvider.ts"
+import { listen, type Reply } from "./jsonServer.ts"
 
-export interface Reply {
-  readonly status: number
-  readonly headers?: Readonly<Record<string, string>>
-  readonly body?: unknown
-}
+export type { Reply }
 
 export interface ExpoMessage {
   readonly to: string
@@ -49,35 +44,6 @@ export const defaultTicket = (message: ExpoMessage) =>
       }
     : { status: "ok", id: ticketIdOf(message.to) }
 
-const readBody = (request: IncomingMessage) =>
-  new Promise<string>((resolve) => {
-    const chunks: Array<Buffer> = []
-    request.on("data", (chunk: Buffer) => chunks.push(chunk))
-    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
-  })
-
-const listen = (handle: (path: string, headers: IncomingHttpHeaders, body: string) => Reply) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly url: string; readonly close: () => Promise<void> }>((resume) => {
-      const server = createServer(async (request, response) => {
-        const reply = handle(request.url ?? "", request.headers, await readBody(request))
-        response.writeHead(reply.status, { "content-type": "application/json", ...reply.headers })
-        response.end(reply.body === undefined ? "" : JSON.stringify(reply.body))
-      })
-
-      server.listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as AddressInfo
-        const close = () =>
-          new Promise<void>((resolve) => {
-            server.closeAllConnections()
-            server.close(() => resolve())
-          })
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, close }))
-      })
-    }),
-    (server) => Effect.promise(server.close)
-  )
-
 export const ACCESS_TOKEN = "expo-access-token-3f9a1c7e5b2d4f60"
 
 /**
@@ -89,7 +55,7 @@ export const startExpo = (script: ExpoScript = {}, accessToken: string | null = 
     const sends: Array<SendCall> = []
     const receiptRequests: Array<ReadonlyArray<string>> = []
 
-    const server = yield* listen((path, headers, body) => {
+    const server = yield* listen(({ path, headers, body }) => {
       if (path === "/--/api/v2/push/send") {
         const call = { index: sends.length, authorization: headers.authorization, messages: JSON.parse(body) }
         sends.push(call)
